@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from google.protobuf import descriptor_pool
 
 from tests.protos import compile_test_protos
+from tests.upstream import TestUpstream
 from transcoder.descriptors import load_pool
 
 PACKAGE = "transcoder.testing.v1"
@@ -22,3 +25,21 @@ def descriptor_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def pool(descriptor_set: Path) -> descriptor_pool.DescriptorPool:
     return load_pool([descriptor_set])
+
+
+@pytest.fixture
+async def upstream(pool: descriptor_pool.DescriptorPool) -> AsyncIterator[TestUpstream]:
+    """A started test upstream (tests/upstream.py) on 127.0.0.1, stopped afterwards."""
+    server = TestUpstream(pool)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+def dead_upstream() -> str:
+    """The address of a loopback port bound then closed: nothing listens there."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"127.0.0.1:{port}"

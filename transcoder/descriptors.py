@@ -16,6 +16,7 @@ with googleapis' (python-stack notes §1).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 # Imported for their side effect: they register these files in the default pool,
@@ -33,7 +34,7 @@ from google.protobuf import (
     timestamp_pb2,  # noqa: F401
     wrappers_pb2,  # noqa: F401
 )
-from google.protobuf.descriptor import Descriptor, MethodDescriptor
+from google.protobuf.descriptor import Descriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2  # noqa: F401
 
@@ -127,9 +128,38 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+@dataclass(frozen=True, slots=True)
+class Descriptors:
+    """The loaded pool and the names of the files the user gave (their services are exposed)."""
+
+    pool: descriptor_pool.DescriptorPool
+    files: tuple[str, ...]
+
+    def services(self) -> list[ServiceDescriptor]:
+        found: list[ServiceDescriptor] = []
+        for name in self.files:
+            found.extend(self.pool.FindFileByName(name).services_by_name.values())
+        return found
+
+
+def load_descriptors(
+    paths: Iterable[str | Path],
+    reflected: Iterable[descriptor_pb2.FileDescriptorProto] = (),
+) -> Descriptors:
+    """Descriptor set files (``--descriptor-set``) and reflected files → one pool."""
+    sources: list[tuple[str, Iterable[descriptor_pb2.FileDescriptorProto]]] = [
+        (str(p), read_descriptor_set(p)) for p in paths
+    ]
+    reflected = list(reflected)
+    if reflected:
+        sources.append(("server reflection", reflected))
+    files = merge_files(sources)
+    return Descriptors(build_pool(files), tuple(sorted(files)))
+
+
 def load_pool(paths: Iterable[str | Path]) -> descriptor_pool.DescriptorPool:
-    """Descriptor set files → pool (the ``--descriptor-set`` path)."""
-    return build_pool(merge_files((str(p), read_descriptor_set(p)) for p in paths))
+    """Descriptor set files → pool."""
+    return load_descriptors(paths).pool
 
 
 def message_class(descriptor: Descriptor) -> type[Message]:

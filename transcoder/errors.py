@@ -64,6 +64,7 @@ class GatewayError(Exception):
         details: Sequence[JsonObject] = (),
         http_status: int | None = None,
         headers: Mapping[str, str] | None = None,
+        raw_headers: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
         super().__init__(message)
         if code not in HTTP_STATUS:  # OK or a code outside the table
@@ -71,8 +72,11 @@ class GatewayError(Exception):
         self.code = code
         self.message = message
         self.details = tuple(details)  # already proto3 JSON `Any` objects
-        self.http_status = http_status or HTTP_STATUS[code]  # overridden for 405, 413, 414, 415, 431
-        self.headers = dict(headers or {})  # e.g. Allow, Grpc-Metadata-*
+        self.http_status = (
+            http_status or HTTP_STATUS[code]
+        )  # overridden for 405, 413, 414, 415, 431
+        self.headers = dict(headers or {})  # e.g. Allow
+        self.raw_headers = tuple(raw_headers)  # e.g. the upstream's Grpc-Metadata-* (§7)
 
     @classmethod
     def invalid_argument(cls, field: str, reason: str) -> Self:
@@ -134,5 +138,8 @@ def render(error: GatewayError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
     ]
-    headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items())
+    headers.extend(
+        (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()
+    )
+    headers.extend(error.raw_headers)
     return error.http_status, headers, body

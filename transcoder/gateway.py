@@ -1,0 +1,301 @@
+"""The ASGI endpoint that walks one transcoded request through the modules.
+
+::
+
+    match route ─ 404 / 405 + Allow
+    read body (≤ http.max_request_body_bytes, 413)
+    build the input message (path > body > query; 400 naming the field)
+    headers → metadata, deadline (Grpc-Timeout or the default)
+    unary: call, then JSON (or HttpBody) with Grpc-Metadata-* / Grpc-Trailer-*
+    stream: negotiate NDJSON / SSE from Accept, then streaming.Stream
+
+Errors before the response commits are rendered once by ``errors.render``;
+after it, streams end with an error frame.  Any other exception is a bug:
+logged with its traceback and answered once as INTERNAL, without its text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import orjson
+from google.protobuf.message import Message
+
+from transcoder.errors import GatewayError, render
+from transcoder.http_rules import MethodKind, Route, RoutePlan
+from transcoder.metadata import deadline, outgoing_metadata, response_headers
+from transcoder.negotiation import choose
+from transcoder.protojson import Codecs
+from transcoder.request_message import BindOptions, RequestParts, build_request
+from transcoder.routing import MethodMismatch, RouteMatch
+from transcoder.streaming import Stream, StreamOptions, StreamRegistry
+from transcoder.upstream import Upstream
+
+log = logging.getLogger("transcoder")
+
+Scope = MutableMapping[str, Any]
+Message_ = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message_]]
+Send = Callable[[Message_], Awaitable[None]]
+
+NO_BODY_STATUSES = frozenset((204, 205, 304))
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayOptions:
+    max_request_body_bytes: int
+    max_url_bytes: int
+    max_header_bytes: int
+    max_headers: int
+    body_timeout_seconds: float
+    unary_timeout_seconds: float  # 0 = none
+    stream_timeout_seconds: float  # 0 = none
+    max_timeout_seconds: float
+    forward_headers: frozenset[str]
+    bind: BindOptions
+    stream: StreamOptions
+
+
+class Gateway:
+    def __init__(
+        self,
+        plan: RoutePlan,
+        codecs: Codecs,
+        upstream: Upstream,
+        options: GatewayOptions,
+        streams: StreamRegistry,
+    ) -> None:
+        self.table = plan.table
+        self.codecs = codecs
+        self.upstream = upstream
+        self.options = options
+        self.streams = streams
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._handle(scope, receive, send)
+        except GatewayError as error:
+            await send_error(send, error)
+        except Exception:
+            log.exception("unexpected error while handling %s %s", scope["method"], scope["path"])
+            await send_error(send, GatewayError.internal())
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        options = self.options
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        query: bytes = scope.get("query_string", b"")
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        self._check_request_size(raw_path, query, headers)
+
+        match = self.table.match(scope["method"], raw_path.decode("latin-1"))
+        if match is None:
+            raise GatewayError.not_found("no route matches this path")
+        if isinstance(match, MethodMismatch):
+            raise GatewayError.method_not_allowed(scope["method"], match.allow)
+        route = match.target
+
+        body = await read_body(receive, headers, options)
+        content_type = content_encoding = None
+        accept: list[str] = []
+        for name, value in headers:
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"content-encoding":
+                content_encoding = value.decode("latin-1")
+            elif name == b"accept":
+                accept.append(value.decode("latin-1"))
+        request = build_request(
+            match,
+            RequestParts(query, body, content_type, content_encoding),
+            self.codecs,
+            options.bind,
+        )
+        client = scope.get("client")
+        metadata = outgoing_metadata(
+            headers, forward=options.forward_headers, client_host=client[0] if client else None
+        )
+        if route.kind is MethodKind.UNARY:
+            timeout = deadline(
+                headers,
+                default_seconds=options.unary_timeout_seconds,
+                max_seconds=options.max_timeout_seconds,
+            )
+            await self._unary(match, request, metadata, timeout, receive, send)
+        else:
+            timeout = deadline(
+                headers,
+                default_seconds=options.stream_timeout_seconds,
+                max_seconds=options.max_timeout_seconds,
+            )
+            await self._stream(route, request, metadata, timeout, accept, receive, send)
+
+    def _check_request_size(
+        self, raw_path: bytes, query: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        options = self.options
+        if len(raw_path) + len(query) > options.max_url_bytes:
+            raise GatewayError.too_large("the URL", options.max_url_bytes, http_status=414)
+        if len(headers) > options.max_headers:
+            raise GatewayError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"more than {options.max_headers} request headers",
+                http_status=431,
+            )
+        if sum(len(k) + len(v) for k, v in headers) > options.max_header_bytes:
+            raise GatewayError.too_large(
+                "the request headers", options.max_header_bytes, http_status=431
+            )
+
+    async def _unary(
+        self,
+        match: RouteMatch[Route],
+        request: Message,
+        metadata: Any,
+        deadline_s: float | None,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        route = match.target
+        call = self.upstream.unary_call(route)(request, metadata=metadata, timeout=deadline_s)
+        # Contract §6: a client that goes away cancels its upstream call, unary calls too.
+        watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, call))
+        try:
+            response = await call
+            upstream_headers = await call.initial_metadata()
+            trailers = await call.trailing_metadata()
+        except asyncio.CancelledError:
+            if call.cancelled() and not watcher.done():
+                raise
+            return  # the client left; nobody to answer
+        except grpc.aio.AioRpcError as exc:
+            if watcher.done():
+                return
+            raise self.upstream.translate(exc) from None
+        finally:
+            watcher.cancel()
+        await self._send_reply(route, response, upstream_headers, trailers, send)
+
+    async def _send_reply(
+        self, route: Route, response: Message, upstream_headers: Any, trailers: Any, send: Send
+    ) -> None:
+        status = 200
+        for key, value in upstream_headers or ():
+            if key == "x-http-code":
+                status = _http_code(value)
+        if route.response_is_http_body:
+            content_type = response.content_type.encode("latin-1") or b"application/octet-stream"  # type: ignore[attr-defined]
+            body: bytes = response.data  # type: ignore[attr-defined]
+        else:
+            codec = self.codecs.codec(route.method.output_type)
+            content_type = b"application/json"
+            if route.response_body_field is not None:
+                body = orjson.dumps(codec.encode_field(response, route.response_body_field.name))
+            else:
+                body = codec.dumps(response)
+        headers = [(b"content-type", content_type)]
+        if status in NO_BODY_STATUSES:
+            body = b""
+        else:
+            headers.append((b"content-length", str(len(body)).encode()))
+        headers.extend(response_headers(upstream_headers or (), "grpc-metadata-"))
+        headers.extend(response_headers(trailers or (), "grpc-trailer-"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _stream(
+        self,
+        route: Route,
+        request: Message,
+        metadata: Any,
+        deadline_s: float | None,
+        accept: list[str],
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        self.streams.admit()
+        call = self.upstream.stream_call(route)(request, metadata=metadata, timeout=deadline_s)
+        stream = Stream(
+            send=send,
+            receive=receive,
+            call=call,
+            fmt=None if route.response_is_http_body else choose(accept),
+            codec=self.codecs.codec(route.method.output_type),
+            response_body_field=route.response_body_field,
+            options=self.options.stream,
+            translate=self.upstream.translate,
+        )
+        self.streams.open.add(stream)
+        try:
+            await stream.run()
+        finally:
+            self.streams.open.discard(stream)
+
+
+async def _cancel_on_disconnect(receive: Receive, call: grpc.aio.Call) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            call.cancel()
+            return
+
+
+def _http_code(value: str | bytes) -> int:
+    """Contract §5: ``x-http-code: NNN`` (200-599) on a successful unary call sets the status."""
+    try:
+        code = int(value)
+    except (TypeError, ValueError):
+        return 200
+    return code if 200 <= code <= 599 else 200
+
+
+async def read_body(
+    receive: Receive, headers: list[tuple[bytes, bytes]], options: GatewayOptions
+) -> bytes:
+    """The request body, refusing more than ``http.max_request_body_bytes`` actually read."""
+    limit = options.max_request_body_bytes
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                raise GatewayError.invalid_argument("content-length", "not a number") from None
+            if declared > limit:
+                raise GatewayError.too_large("the request body", limit)
+            break
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        if len(body) > limit:
+            raise GatewayError.too_large("the request body", limit)
+        return body
+    chunks = [body]
+    size = len(body)
+    try:
+        async with asyncio.timeout(options.body_timeout_seconds):
+            while message.get("more_body", False):
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise GatewayError(grpc.StatusCode.CANCELLED, "the client went away")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise GatewayError.too_large("the request body", limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise GatewayError(
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            f"the request body did not arrive within {options.body_timeout_seconds}s",
+            http_status=408,
+        ) from None
+    return b"".join(chunks)
+
+
+async def send_error(send: Send, error: GatewayError) -> None:
+    status, headers, body = render(error)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
