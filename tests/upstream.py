@@ -251,6 +251,13 @@ class TestUpstream:
         except asyncio.CancelledError:
             self._finish(call, cancelled=True)
             raise
+        except Exception as exc:
+            # A client that cancels while this handler waits on flow control surfaces as
+            # grpc core's ExecuteBatchError from the pending write, not as CancelledError.
+            if type(exc).__name__ != "ExecuteBatchError":
+                raise
+            self._finish(call, cancelled=True)
+            return None
         finally:
             self._finish(call, cancelled=False)
 

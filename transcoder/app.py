@@ -21,10 +21,10 @@ import grpc
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from google.protobuf import descriptor_pb2
-from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from transcoder.config import Settings
+from transcoder.cors import GatewayCORSMiddleware
 from transcoder.descriptors import Descriptors, load_descriptors
 from transcoder.errors import ConfigError, GatewayError, error_body
 from transcoder.gateway import Gateway, GatewayOptions
@@ -45,21 +45,26 @@ OWN_PATHS = frozenset(("/healthz", "/readyz", "/openapi.json", "/docs"))
 
 
 def load(settings: Settings) -> Descriptors:
-    """The descriptors named by the settings: files, plus the upstream's reflection service."""
+    """The descriptors the settings name: files, plus the upstream's reflection service.
+
+    Called inside a running event loop, reflection runs on a helper thread; use
+    ``await load_async(settings)`` there instead when the upstream is served by
+    that same loop (a test or an embedding application).
+    """
+    return _run_sync(load_async(settings))
+
+
+async def load_async(settings: Settings) -> Descriptors:
     reflected: list[descriptor_pb2.FileDescriptorProto] = []
     if settings.descriptors.reflection:
-        if not settings.upstream.address:
+        address = settings.upstream.address
+        if not address:
             raise ConfigError("descriptors.reflection needs upstream.address")
-        reflected = _run_sync(_reflect(settings))
+        async with grpc.aio.insecure_channel(address) as channel:
+            reflected = await fetch_file_descriptors(channel, target=address)
     if not settings.descriptors.files and not reflected:
         raise ConfigError("descriptors.files: give --descriptor-set FILE or --reflection")
     return load_descriptors(settings.descriptors.files, reflected)
-
-
-async def _reflect(settings: Settings) -> list[descriptor_pb2.FileDescriptorProto]:
-    assert settings.upstream.address
-    async with grpc.aio.insecure_channel(settings.upstream.address) as channel:
-        return await fetch_file_descriptors(channel, target=settings.upstream.address)
 
 
 def _run_sync(coroutine: Coroutine[Any, Any, _T]) -> _T:
@@ -221,7 +226,7 @@ def create_app(
 def _cors(app: ASGIApp, settings: Settings, plan: RoutePlan) -> ASGIApp:
     cors = settings.cors
     methods = sorted({r.http_method for r in plan.routes if r.http_method != "*"})
-    return CORSMiddleware(
+    return GatewayCORSMiddleware(
         app,
         allow_origins=cors.allow_origins,
         allow_methods=methods or ["*"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import socket
 from importlib.resources import files
 from pathlib import Path
 from types import ModuleType
@@ -73,7 +74,7 @@ def curl_lines(base: str) -> list[str]:
     return [
         f"curl -s {base}/v1/shelves",
         f"curl -s {base}/v1/shelves/1/books/1",
-        f"curl -s -X POST {base}/v1/shelves/1/books "
+        f"curl -s {base}/v1/shelves/1/books -H 'Content-Type: application/json' "
         + """-d '{"title": "Dune", "author": "Frank Herbert"}'""",
         f"curl -s -i {base}/v1/shelves/42                 # 404 NOT_FOUND, with details",
         f"curl -s -N '{base}/v1/shelves/1/watch?count=5'   # NDJSON, one line per event",
@@ -86,6 +87,9 @@ def curl_lines(base: str) -> list[str]:
 async def _run(host: str, port: int) -> None:
     directory = example_dir()
     example = _load_example_server(directory)
+    # Bind first, so that --port 0 works and the lines printed name the real port.
+    sock = socket.create_server((host, port))
+    port = sock.getsockname()[1]
     upstream_server, upstream_address = await example.start_server("127.0.0.1:0")
     try:
         settings = load_settings(
@@ -98,15 +102,17 @@ async def _run(host: str, port: int) -> None:
             },
         )
         app = create_app(settings)
-        server = GatewayServer(uvicorn_config(DemoApp(app), settings), app)  # type: ignore[arg-type]
+        server = GatewayServer(uvicorn_config(DemoApp(app), settings), app)
         base = f"http://{host}:{port}"
         print(f"transcoder demo: bookstore upstream on {upstream_address}, gateway on {base}")
         print("Try:")
         for line in curl_lines(base):
             print(f"  {line}")
-        await server.serve()
+        print("Ctrl-C stops it.", flush=True)
+        await server.serve(sockets=[sock])
     finally:
         await upstream_server.stop(None)
+        sock.close()
 
 
 def run_demo(host: str, port: int) -> int:

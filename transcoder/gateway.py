@@ -256,8 +256,14 @@ def _http_code(value: str | bytes) -> int:
 async def read_body(
     receive: Receive, headers: list[tuple[bytes, bytes]], options: GatewayOptions
 ) -> bytes:
-    """The request body, refusing more than ``http.max_request_body_bytes`` actually read."""
+    """The request body, refusing more than ``http.max_request_body_bytes`` actually read.
+
+    ``Content-Length`` over the limit fails at once; otherwise the bytes received are
+    counted (chunked bodies too).  A body that does not arrive within
+    ``http.body_timeout_seconds`` is 408.
+    """
     limit = options.max_request_body_bytes
+    expects_body = False
     for name, value in headers:
         if name == b"content-length":
             try:
@@ -266,18 +272,18 @@ async def read_body(
                 raise GatewayError.invalid_argument("content-length", "not a number") from None
             if declared > limit:
                 raise GatewayError.too_large("the request body", limit)
-            break
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        if len(body) > limit:
-            raise GatewayError.too_large("the request body", limit)
-        return body
-    chunks = [body]
-    size = len(body)
+            expects_body = declared > 0
+        elif name == b"transfer-encoding":
+            expects_body = True
+    if not expects_body:
+        message = await receive()  # no body: uvicorn answers at once
+        return bytes(message.get("body", b""))
+    chunks: list[bytes] = []
+    size = 0
     try:
         async with asyncio.timeout(options.body_timeout_seconds):
-            while message.get("more_body", False):
+            more = True
+            while more:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     raise GatewayError(grpc.StatusCode.CANCELLED, "the client went away")
@@ -286,13 +292,14 @@ async def read_body(
                 if size > limit:
                     raise GatewayError.too_large("the request body", limit)
                 chunks.append(chunk)
+                more = message.get("more_body", False)
     except TimeoutError:
         raise GatewayError(
             grpc.StatusCode.DEADLINE_EXCEEDED,
             f"the request body did not arrive within {options.body_timeout_seconds}s",
             http_status=408,
         ) from None
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def send_error(send: Send, error: GatewayError) -> None:

@@ -179,24 +179,39 @@ def _not_json(reason: str) -> GatewayError:
     return GatewayError.invalid_argument("body", f"not valid JSON: {reason}")
 
 
+_NOT_MARKS: Final = bytes(b for b in range(256) if b not in b'"[\\{')
+
+
 def loads(body: bytes, *, max_depth: int) -> JsonValue:
     """Parse a request body as strict JSON (contract §3); any violation is a 400."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         return _loads_strict(body, max_depth, str(exc))
-    try:
-        units = _units(value, max_depth)
-    except _TooDeepError:
-        raise _too_deep_body(max_depth) from None
-    quotes = body.count(b'"')
-    if b"\\" in body:
-        if b"\\\\" in body:
+    marks = body.translate(None, _NOT_MARKS)  # the body's quotes, backslashes, { and [
+    quotes = marks.count(b'"')
+    if b"\\" not in marks:
+        # Without escapes each string is two quotes in the body and two again once
+        # re-serialised: fewer quotes there means orjson dropped a duplicate key.
+        if quotes != orjson.dumps(value).count(b'"'):
             return _loads_strict(body, max_depth, None)
-        quotes -= body.count(b'\\"')
-    if quotes != 2 * units:  # a key was dropped: orjson keeps the last duplicate
+        if len(marks) - quotes > max_depth:  # fewer containers cannot nest too deep
+            _check_depth(value, max_depth)
+        return value
+    if b"\\\\" in body:  # an escaped backslash makes \" ambiguous to count
+        return _loads_strict(body, max_depth, None)
+    units = _check_depth(value, max_depth)
+    if quotes - body.count(b'\\"') != 2 * units:
         return _loads_strict(body, max_depth, None)
     return value
+
+
+def _check_depth(value: Any, max_depth: int) -> int:
+    """Keys plus string values in ``value``; a 400 when it nests deeper than ``max_depth``."""
+    try:
+        return _units(value, max_depth)
+    except _TooDeepError:
+        raise _too_deep_body(max_depth) from None
 
 
 def _too_deep_body(max_depth: int) -> GatewayError:
@@ -215,10 +230,7 @@ def _loads_strict(body: bytes, max_depth: int, orjson_error: str | None) -> Json
         raise _too_deep_body(max_depth) from None
     except ValueError:  # JSONDecodeError, UnicodeDecodeError, over-long integers, NaN
         raise _not_json(reason) from None
-    try:
-        _units(value, max_depth)
-    except _TooDeepError:
-        raise _too_deep_body(max_depth) from None
+    _check_depth(value, max_depth)
     if _has_lone_surrogate(value):
         raise _not_json("a string holds an unpaired surrogate")
     return value
@@ -263,11 +275,26 @@ def _expected(what: str, value: Any) -> _Invalid:
     return _Invalid(f"expected {what}, got {_kind(value)}")
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object that is not exactly a dict (json_format's OrderedDict), or a 400."""
+    if isinstance(value, dict):
+        return dict(value)
+    raise _expected("an object", value)
+
+
+def _array(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return list(value)
+    raise _expected("an array", value)
+
+
 _INT32: Final = (-(2**31), 2**31 - 1)
 _UINT32: Final = (0, 2**32 - 1)
 _INT64: Final = (-(2**63), 2**63 - 1)
 _UINT64: Final = (0, 2**64 - 1)
-_FLOAT_MAX: Final = float.fromhex("0x1.fffffep+127")
+# Doubles below this round to float32's largest finite value (3.4028235e38, which is
+# how json_format itself prints it, then refuses to read it back); from it up, to inf.
+_FLOAT_LIMIT: Final = 3.4028235677973366e38
 _NUMBER: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _SPECIAL_FLOATS: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
@@ -310,9 +337,14 @@ def _int_converter(bounds: tuple[int, int]) -> Converter:
     low, high = bounds
 
     def convert(value: Any, depth: int) -> int:
-        number = value if type(value) is int else _integer(value)
+        if type(value) is str and value.isascii() and value.isdigit() and value[0] != "0":
+            number = int(value)  # the common case: 64-bit integers arrive as strings
+        elif type(value) is int:
+            number = value
+        else:
+            number = _integer(value)
         if low <= number <= high:
-            return number  # type: ignore[no-any-return]
+            return number
         raise _out_of_range(value)
 
     return convert
@@ -337,7 +369,7 @@ def _float_converter(single: bool) -> Converter:
             number = float(value)
         else:
             raise _expected("a number", value)
-        if number - number != 0.0 or (single and not -_FLOAT_MAX <= number <= _FLOAT_MAX):
+        if number - number != 0.0 or (single and not -_FLOAT_LIMIT < number < _FLOAT_LIMIT):
             raise _out_of_range(value)
         return number  # type: ignore[no-any-return]
 
@@ -406,7 +438,7 @@ def _enum_converter(enum: EnumDescriptor, ignore_unknown: bool) -> Converter:
 def _repeated_converter(element: Converter, drops_none: bool) -> Converter:
     def convert(value: Any, depth: int) -> list[Any]:
         if type(value) is not list:
-            raise _expected("an array", value)
+            value = _array(value)
         try:
             items = [element(item, depth) for item in value]
         except _Invalid:
@@ -429,7 +461,7 @@ def _locate_element(element: Converter, items: list[Any], depth: int) -> None:
 
 def _repeated_strings(value: Any, depth: int) -> list[str]:
     if type(value) is not list:
-        raise _expected("an array", value)
+        value = _array(value)
     for item in value:
         if type(item) is not str or not (item.isascii() or _LONE_SURROGATE.search(item) is None):
             _locate_element(_convert_string, value, depth)
@@ -466,7 +498,7 @@ def _map_converter(
 ) -> Converter:
     def convert(entries: Any, depth: int) -> dict[Any, Any]:
         if type(entries) is not dict:
-            raise _expected("an object", entries)
+            entries = _object(entries)
         result: dict[Any, Any] = {}
         name = ""
         try:
@@ -603,7 +635,11 @@ def _check_json(value: Any, depth: int, max_depth: int) -> None:
     if depth > max_depth:
         raise _too_deep(max_depth)
     kind = type(value)
-    if kind is dict:
+    if kind is str:
+        _convert_string(value, depth)
+    elif kind is float or kind is int:
+        _CONVERT_DOUBLE(value, depth)
+    elif isinstance(value, dict):
         name = ""
         try:
             for name, item in value.items():
@@ -611,12 +647,10 @@ def _check_json(value: Any, depth: int, max_depth: int) -> None:
         except _Invalid as exc:
             exc.segments.append("." + name)
             raise
-    elif kind is list:
+    elif isinstance(value, list):
         _check_list(value, depth + 2, max_depth)
-    elif kind is str:
-        _convert_string(value, depth)
-    elif kind is float or kind is int:
-        _CONVERT_DOUBLE(value, depth)
+    elif value is not None and kind is not bool:
+        raise _Invalid(f"expected a JSON value, got {kind.__name__}")
 
 
 def _check_list(items: list[Any], depth: int, max_depth: int) -> None:
@@ -770,7 +804,9 @@ class MessageCodec:
         "_links",
         "_make",
         "_namespace",
-        "_table",
+        "_strict_make",
+        "_strict_value",
+        "_tables",
         "_value",
         "descriptor",
         "message_class",
@@ -780,13 +816,20 @@ class MessageCodec:
         self.descriptor = descriptor
         self.message_class: type[Message] = message_class(descriptor)
         self._codecs = codecs
-        self._table: dict[str, tuple[str, Converter, str | None, Any]] = {}
-        self._namespace: dict[str, Any] = {}
-        self._field_encoders: dict[str, Encoder] = {}
-        self._links: dict[str, str] = {}  # generated name → full name of the message it encodes
-        self._value: Converter = self._regular_value
-        self._make: Callable[[Any, int], Message] = self._construct
+        # Decoding runs in two modes.  The fast one hands values the constructor
+        # checks as well as we would (a str for a string field, an int for an
+        # integer field...) to it unconverted; if the constructor then refuses
+        # something, the strict mode converts and checks every value itself, so
+        # that the 400 names the field.
+        self._tables: tuple[Table, Table] = ({}, {})  # fast, strict; filled when linking
+        self._value: Converter = _unlinked
+        self._strict_value: Converter = _unlinked
+        self._make: Maker = self._construct
+        self._strict_make: Maker = self._construct_strict
         self._encode: Encoder = _unlinked
+        self._namespace: dict[str, Any] = dict(_ENCODE_HELPERS)
+        self._links: dict[str, str] = {}  # generated name → full name of the type it encodes
+        self._field_encoders: dict[str, Encoder] = {}
 
     # ---- public API
 
@@ -795,9 +838,13 @@ class MessageCodec:
         try:
             return self._make(value, 0)
         except _Invalid as exc:
-            raise GatewayError.invalid_argument(
-                exc.path(path) or self.descriptor.name, exc.reason
-            ) from None
+            raise self._invalid(exc, path) from None
+        except (TypeError, ValueError, OverflowError):
+            pass  # the constructor refused an unconverted value: redo it strictly
+        try:
+            return self._strict_make(value, 0)
+        except _Invalid as exc:
+            raise self._invalid(exc, path) from None
         except (TypeError, ValueError, OverflowError):
             return self._decode_fallback(value, path)
 
@@ -805,30 +852,33 @@ class MessageCodec:
         return self._encode(message)
 
     def encode_field(self, message: Message, field_name: str) -> JsonValue:
-        """One field's JSON value (``response_body``); unset fields give their default."""
+        """One field's JSON value (``response_body``); an unset field gives its default."""
         encoder = self._field_encoders.get(field_name)
         if encoder is None:
             field = self.descriptor.fields_by_name[field_name]
             source = f"lambda m: {_value_expression(field, _attribute('m', field.name), self)}"
-            encoder = eval(source, self._namespace)
+            encoder = eval(source, self._namespace)  # noqa: S307 - generated from the descriptor
             self._codecs._link_encoders(self)
             self._field_encoders[field_name] = encoder
         return encoder(message)
 
     def dumps(self, message: Message) -> bytes:
-        """Compact, single-line JSON (unary bodies and stream frames alike, contract §4)."""
+        """Compact, single-line JSON: unary bodies and stream frames alike (contract §4)."""
         return orjson.dumps(self._encode(message))
 
     # ---- decoding
 
-    def _regular_value(self, value: Any, depth: int) -> dict[str, Any]:
-        raise AssertionError("replaced when the codec is linked")  # pragma: no cover
-
     def _construct(self, value: Any, depth: int) -> Message:
         return self.message_class(**self._value(value, depth))
 
+    def _construct_strict(self, value: Any, depth: int) -> Message:
+        return self.message_class(**self._strict_value(value, depth))
+
+    def _invalid(self, exc: _Invalid, path: str) -> GatewayError:
+        return GatewayError.invalid_argument(exc.path(path) or self.descriptor.name, exc.reason)
+
     def _decode_fallback(self, value: Any, path: str) -> Message:
-        """The constructor refused converted kwargs: let json_format name the problem."""
+        """The constructor refused checked values (a bug of ours): let json_format decide."""
         options = self._codecs.options
         message = self.message_class()
         try:
@@ -839,13 +889,17 @@ class MessageCodec:
                 descriptor_pool=self._codecs.pool,
                 max_recursion_depth=options.max_depth,
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - ParseDict leaks TypeError, KeyError...
             lines = str(exc).strip().splitlines() or ["invalid value"]
             raise GatewayError.invalid_argument(path or self.descriptor.name, lines[0]) from None
         return message
 
 
-def _unlinked(message: Any) -> Any:
+Table = dict[str, tuple[str, Converter, type | None, str | None, Any]]
+Maker = Callable[[Any, int], Message]
+
+
+def _unlinked(value: Any, depth: int = 0) -> Any:
     raise AssertionError("codec used before it was linked")  # pragma: no cover
 
 
@@ -940,6 +994,40 @@ def _encoder_source(codec: MessageCodec) -> str:
     return "\n".join(lines)
 
 
+def _null_for(field: FieldDescriptor) -> Any:
+    """The kwarg for a JSON null: unset, except Value (null_value) and NullValue (0)."""
+    if field.is_repeated:
+        return None
+    if field.message_type is not None and field.message_type.full_name == _VALUE:
+        return {"null_value": 0}
+    if field.enum_type is not None and field.enum_type.full_name == _NULL_VALUE:
+        return 0
+    return None
+
+
+class _ConflictError(TypeError):
+    """A field given twice, or two fields of one oneof: the strict decoder names the key."""
+
+
+def _raise_twice_given(value: dict[str, Any], table: dict[str, Any]) -> None:
+    seen: dict[str, str] = {}
+    for key in value:
+        entry = table.get(key)
+        if entry is None:
+            continue
+        if entry[0] in seen:
+            exc = _Invalid(f"field given twice, as {_show(seen[entry[0]])} and {_show(key)}")
+            exc.segments.append("." + key)
+            raise exc
+        seen[entry[0]] = key
+
+
+_DECODE_HELPERS: Final[dict[str, Any]] = {
+    "_object": _object,
+    "_too_deep": _too_deep,
+    "_Invalid": _Invalid,
+    "_Conflict": _ConflictError,
+}
 _ENCODE_HELPERS: Final[dict[str, Any]] = {
     "_double": _double,
     "_float": _float,
@@ -947,6 +1035,142 @@ _ENCODE_HELPERS: Final[dict[str, Any]] = {
     "_null": lambda value: None,
     "_copysign": math.copysign,
 }
+
+
+def _raw_type(field: FieldDescriptor) -> type | None:
+    """The JSON type a field's value may keep without conversion, or None.
+
+    For singular strings, 32-bit integers and open enums the constructor checks a
+    JSON value exactly as strictly as we would, so those pass untouched (``_SAFE``).
+    For the rest only the type is ours to check: the constructor would take a
+    string as a list of characters, ints for bools, infinities for floats.
+    """
+    cpp = field.cpp_type
+    if _is_map(field):
+        key = field.message_type.fields_by_name["key"]
+        value = field.message_type.fields_by_name["value"]
+        if key.cpp_type == FieldDescriptor.CPPTYPE_STRING and _raw_type(value) is _SAFE:
+            return dict
+        return None
+    if cpp == FieldDescriptor.CPPTYPE_ENUM:
+        enum = field.enum_type
+        raw: type | None = None if enum.is_closed or enum.full_name == _NULL_VALUE else _SAFE
+    elif cpp == FieldDescriptor.CPPTYPE_STRING:
+        raw = None if field.type == FieldDescriptor.TYPE_BYTES else _SAFE
+    elif cpp in (FieldDescriptor.CPPTYPE_INT32, FieldDescriptor.CPPTYPE_UINT32):
+        raw = _SAFE
+    elif cpp in (FieldDescriptor.CPPTYPE_INT64, FieldDescriptor.CPPTYPE_UINT64):
+        raw = int  # but usually a string
+    elif cpp == FieldDescriptor.CPPTYPE_BOOL:
+        raw = bool
+    else:
+        raw = None  # floats: the constructor takes booleans, infinities, 1e39 for float32
+    if field.is_repeated:
+        return list if raw is _SAFE else None
+    return raw
+
+
+class _SAFE:  # noqa: N801 - a marker type no JSON value has
+    """Marks fields whose values the constructor checks itself."""
+
+
+_UNROLL_LIMIT: Final = 40
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyPlan:
+    """What the fast decoder does with one JSON key (see ``_raw_type``)."""
+
+    key: str
+    field: FieldDescriptor
+    raw: type | None
+    oneof: str | None
+
+
+def _decode_plan(descriptor: Descriptor) -> list[_KeyPlan]:
+    """The JSON keys the fast decoder must look at, JSON names first."""
+    sizes: dict[str, int] = {}
+    for field in descriptor.fields:
+        if field.containing_oneof is not None:
+            name = field.containing_oneof.name
+            sizes[name] = sizes.get(name, 0) + 1
+    plan = []
+    for field in descriptor.fields:
+        oneof = field.containing_oneof
+        # proto3 `optional` makes a one-field oneof: nothing to check there
+        oneof_name = oneof.name if oneof is not None and sizes[oneof.name] > 1 else None
+        raw = _raw_type(field)
+        for key in dict.fromkeys((field.json_name, field.name)):
+            if raw is not _SAFE or oneof_name is not None or key != field.name:
+                plan.append(_KeyPlan(key, field, raw, oneof_name))
+    return plan
+
+
+def _decoder_source(plan: list[_KeyPlan], options: JsonOptions) -> str:
+    """``def decode(value, depth)`` returning constructor kwargs, one block per planned key."""
+    max_depth = options.max_depth
+    lines = [
+        "def decode(value, depth):",
+        "    if type(value) is not dict:",
+        "        value = _object(value)",
+        "    depth += 1",
+        f"    if depth > {max_depth}:",
+        f"        raise _too_deep({max_depth})",
+        "    kwargs = value.copy()",
+    ]
+    if options.ignore_unknown_fields:
+        lines += ["    for key in value.keys() - _known:", "        del kwargs[key]"]
+    oneofs = sorted({p.oneof for p in plan if p.oneof is not None})
+    lines += [f"    oneof_{i} = False" for i in range(len(oneofs))]
+    lines += ["    key = ''", "    try:"]
+    for p in plan:
+        name, key = p.field.name, p.key
+        renamed = key != name
+        lines += [
+            f"        if {key!r} in value:",
+            f"            key = {key!r}",
+            f"            item = value[{key!r}]",
+        ]
+        if renamed:
+            lines += [
+                f"            del kwargs[{key!r}]",
+                f"            if {name!r} in kwargs:",
+                "                raise _Conflict",
+            ]
+        if p.raw is _SAFE:
+            lines.append(f"            kwargs[{name!r}] = item")
+        else:
+            null = _null_for(p.field)
+            lines += [
+                "            if item is None:",
+                f"                kwargs[{name!r}] = {null!r}",
+            ]
+            if p.raw is not None:
+                keep = f"kwargs[{name!r}] = item" if renamed else "pass"
+                lines += [
+                    f"            elif type(item) is {p.raw.__name__}:",
+                    f"                {keep}",
+                ]
+            lines += [
+                "            else:",
+                f"                kwargs[{name!r}] = _convert{p.field.index}(item, depth)",
+            ]
+        if p.oneof is not None:
+            flag = f"oneof_{oneofs.index(p.oneof)}"
+            lines += [
+                "            if item is not None:",
+                f"                if {flag}:",
+                "                    raise _Conflict",
+                f"                {flag} = True",
+            ]
+    lines += [
+        "        pass",
+        "    except _Invalid as exc:",
+        "        exc.segments.append('.' + key)",
+        "        raise",
+        "    return kwargs",
+    ]
+    return "\n".join(lines)
 
 
 class Codecs:
@@ -972,13 +1196,10 @@ class Codecs:
             self._codecs[current.full_name] = codec
             created.append(codec)
             for field in current.fields:
-                if field.message_type is not None:
-                    target = field.message_type
-                    if _is_map(field):
-                        target = target.fields_by_name["value"].message_type
-                    if target is not None:
-                        pending.append(target)
-        for codec in created:
+                target = _message_type(field)
+                if target is not None:
+                    pending.append(target)
+        for codec in created:  # every codec's functions exist before any table refers to them
             self._prepare(codec)
         for codec in created:
             self._link(codec)
@@ -994,78 +1215,158 @@ class Codecs:
     # ---- building
 
     def _prepare(self, codec: MessageCodec) -> None:
-        """Create the decode and encode functions other codecs will call."""
+        """Create the decode and encode functions that other codecs call."""
         full_name = codec.descriptor.full_name
         if full_name in _WRAPPERS:
             self._prepare_wrapper(codec)
         elif full_name in _SPECIAL:
             self._prepare_special(codec)
         else:
-            codec._value = self._regular_decoder(codec)
-            namespace = codec._namespace
-            namespace.update(_ENCODE_HELPERS)
-            exec(_encoder_source(codec), namespace)
-            codec._encode = namespace["encode"]
+            codec._value = self._fast_decoder(codec)
+            codec._strict_value = self._strict_decoder(codec._tables[1])
+            exec(_encoder_source(codec), codec._namespace)  # noqa: S102 - from the descriptor
+            codec._encode = codec._namespace["encode"]
 
     def _link(self, codec: MessageCodec) -> None:
-        """Fill the field tables and generated code with the functions of the types they reach."""
+        """Point field tables and generated code at the functions of the types they reach."""
         self._link_encoders(codec)
         if codec.descriptor.full_name in _SPECIAL:
             return
-        ignore = self.options.ignore_unknown_fields
+        fast, strict = codec._tables
+        fields = codec.descriptor.fields
         oneof_sizes: dict[str, int] = {}
-        for field in codec.descriptor.fields:
+        for field in fields:
             if field.containing_oneof is not None:
                 name = field.containing_oneof.name
                 oneof_sizes[name] = oneof_sizes.get(name, 0) + 1
-        for field in codec.descriptor.fields:
+        for field in fields:
             oneof = field.containing_oneof
+            # proto3 `optional` makes a one-field oneof: nothing to check there
             oneof_name = oneof.name if oneof is not None and oneof_sizes[oneof.name] > 1 else None
-            entry = (field.name, self._field_converter(field, ignore), oneof_name, _null_for(field))
-            codec._table[field.name] = entry
-            codec._table[field.json_name] = entry
+            null = _null_for(field)
+            convert = self._field_converter(field, strict=False)
+            raw = _raw_type(field)
+            strict_entry = (
+                field.name,
+                self._field_converter(field, strict=True),
+                None,
+                oneof_name,
+                null,
+            )
+            codec._namespace[f"_convert{field.index}"] = convert
+            for key in (field.name, field.json_name):
+                strict[key] = strict_entry
+                if raw is _SAFE and oneof_name is None:
+                    if key != field.name:  # only renamed
+                        fast[key] = (field.name, None, None, None, null)
+                else:
+                    fast[key] = (field.name, convert, raw, oneof_name, null)
 
     def _link_encoders(self, codec: MessageCodec) -> None:
         for name, full_name in codec._links.items():
             codec._namespace[name] = self._codecs[full_name]._encode
 
-    def _field_converter(self, field: FieldDescriptor, ignore: bool) -> Converter:
+    def _field_converter(self, field: FieldDescriptor, *, strict: bool) -> Converter:
+        ignore = self.options.ignore_unknown_fields
         if _is_map(field):
             key_field = field.message_type.fields_by_name["key"]
             value_field = field.message_type.fields_by_name["value"]
-            value = self._single_converter(value_field, ignore, in_map=True)
+            value = self._single_converter(value_field, strict=strict, in_map=True)
             drops = ignore and value_field.cpp_type == FieldDescriptor.CPPTYPE_ENUM
             return _map_converter(_map_key_converter(key_field), value, drops)
         if field.is_repeated:
             if field.type == FieldDescriptor.TYPE_STRING:
                 return _repeated_strings
             drops = ignore and field.cpp_type == FieldDescriptor.CPPTYPE_ENUM
-            return _repeated_converter(self._single_converter(field, ignore), drops)
-        return self._single_converter(field, ignore)
+            return _repeated_converter(self._single_converter(field, strict=strict), drops)
+        return self._single_converter(field, strict=strict)
 
     def _single_converter(
-        self, field: FieldDescriptor, ignore: bool, in_map: bool = False
+        self, field: FieldDescriptor, *, strict: bool, in_map: bool = False
     ) -> Converter:
         cpp = field.cpp_type
         if cpp == FieldDescriptor.CPPTYPE_MESSAGE:
             target = self._codecs[field.message_type.full_name]
             if in_map and target.descriptor.full_name in (_STRUCT, _LIST_VALUE):
-                return target._make  # map values take only kwargs dicts or messages here
-            return target._value
+                return target._make  # as map values these take messages, not plain JSON
+            return target._strict_value if strict else target._value
         if cpp == FieldDescriptor.CPPTYPE_ENUM:
-            return _enum_converter(field.enum_type, ignore)
+            return _enum_converter(field.enum_type, self.options.ignore_unknown_fields)
         if cpp == FieldDescriptor.CPPTYPE_STRING:
             return _convert_bytes if field.type == FieldDescriptor.TYPE_BYTES else _convert_string
         return _SCALAR_CONVERTERS[cpp]
 
-    def _regular_decoder(self, codec: MessageCodec) -> Converter:
-        table = codec._table
+    def _fast_decoder(self, codec: MessageCodec) -> Converter:
+        """Copy the object, then touch only keys to rename, convert or check (``_raw_type``).
+
+        Up to ``_UNROLL_LIMIT`` such keys, a generated function tests for each in
+        turn; past it, a loop over the keys present is cheaper.
+        """
+        plan = _decode_plan(codec.descriptor)
+        if len(plan) <= _UNROLL_LIMIT:
+            namespace = codec._namespace
+            namespace.update(_DECODE_HELPERS)
+            namespace["_known"] = frozenset(
+                f for field in codec.descriptor.fields for f in (field.name, field.json_name)
+            )
+            exec(_decoder_source(plan, self.options), namespace)
+            return namespace["decode"]  # type: ignore[no-any-return]
+        return self._table_decoder(codec)
+
+    def _table_decoder(self, codec: MessageCodec) -> Converter:
+        table = codec._tables[0]
+        known = codec._tables[1].keys()
+        special = table.keys()
         ignore = self.options.ignore_unknown_fields
         max_depth = self.options.max_depth
 
         def decode(value: Any, depth: int) -> dict[str, Any]:
             if type(value) is not dict:
-                raise _expected("an object", value)
+                value = _object(value)
+            depth += 1
+            if depth > max_depth:
+                raise _too_deep(max_depth)
+            kwargs = value.copy()
+            if ignore:
+                for key in value.keys() - known:
+                    del kwargs[key]
+            oneofs: set[str] | None = None
+            key = ""
+            try:
+                for key in special & value.keys():
+                    name, convert, raw, oneof, null = table[key]
+                    item = value[key]
+                    if name != key:
+                        del kwargs[key]
+                        if name in kwargs:
+                            raise _ConflictError
+                    if item is None:
+                        kwargs[name] = null
+                        continue
+                    if convert is not None and type(item) is not raw:
+                        item = convert(item, depth)
+                    kwargs[name] = item
+                    if oneof is not None:
+                        if oneofs is None:
+                            oneofs = {oneof}
+                        elif oneof in oneofs:
+                            raise _ConflictError
+                        else:
+                            oneofs.add(oneof)
+            except _Invalid as exc:
+                exc.segments.append("." + key)
+                raise
+            return kwargs
+
+        return decode
+
+    def _strict_decoder(self, table: Table) -> Converter:
+        ignore = self.options.ignore_unknown_fields
+        max_depth = self.options.max_depth
+
+        def decode(value: Any, depth: int) -> dict[str, Any]:
+            if type(value) is not dict:
+                value = _object(value)
             depth += 1
             if depth > max_depth:
                 raise _too_deep(max_depth)
@@ -1081,10 +1382,11 @@ class Codecs:
                             skipped += 1
                             continue
                         raise _Invalid(f"unknown field {_show(key)}")
-                    name, convert, oneof, null = entry
+                    name, convert, _, oneof, null = entry
                     if item is None:
                         kwargs[name] = null
                         continue
+                    kwargs[name] = convert(item, depth)
                     if oneof is not None:
                         if oneofs is None:
                             oneofs = {oneof}
@@ -1092,7 +1394,6 @@ class Codecs:
                             raise _Invalid(f'a second field of oneof "{oneof}"')
                         else:
                             oneofs.add(oneof)
-                    kwargs[name] = convert(item, depth)
             except _Invalid as exc:
                 exc.segments.append("." + key)
                 raise
@@ -1104,7 +1405,7 @@ class Codecs:
 
     def _prepare_wrapper(self, codec: MessageCodec) -> None:
         field = codec.descriptor.fields_by_name["value"]
-        convert = self._single_converter(field, ignore=False)
+        convert = self._single_converter(field, strict=True)
         max_depth = self.options.max_depth
 
         def decode(value: Any, depth: int) -> dict[str, Any]:
@@ -1112,28 +1413,27 @@ class Codecs:
                 raise _too_deep(max_depth)
             return {"value": convert(value, depth + 1)}
 
-        codec._value = decode
-        codec._namespace.update(_ENCODE_HELPERS)
+        codec._value = codec._strict_value = decode
         source = f"lambda m: {_value_expression(field, 'm.value', codec)}"
-        codec._encode = eval(source, codec._namespace)
+        codec._encode = eval(source, codec._namespace)  # noqa: S307 - from the descriptor
 
     def _prepare_special(self, codec: MessageCodec) -> None:
         full_name = codec.descriptor.full_name
         max_depth = self.options.max_depth
         cls = codec.message_class
-        parse: Converter
         if full_name == _ANY:
-            codec._value = self._any_decoder()
+            codec._value = self._any_decoder(strict=False)
+            codec._strict_value = self._any_decoder(strict=True)
             codec._encode = self._any_or_raise
             return
         if full_name == _STRUCT:
 
             def struct_value(value: Any, depth: int) -> dict[str, Any]:
                 if type(value) is not dict:
-                    raise _expected("an object", value)
+                    value = _object(value)
                 if depth >= max_depth:
                     raise _too_deep(max_depth)
-                _check_json(value, depth, max_depth)  # the Value one level up is virtual
+                _check_json(value, depth, max_depth)  # as if held by a Value one level up
                 return value  # the constructor reads a plain dict into a Struct field
 
             def make_struct(value: Any, depth: int) -> Message:
@@ -1141,13 +1441,15 @@ class Codecs:
                 message.update(struct_value(value, depth))  # type: ignore[attr-defined]
                 return message
 
-            codec._value, codec._make, codec._encode = struct_value, make_struct, _struct
+            codec._value = codec._strict_value = struct_value
+            codec._make = codec._strict_make = make_struct
+            codec._encode = _struct
             return
         if full_name == _LIST_VALUE:
 
             def list_value(value: Any, depth: int) -> list[Any]:
                 if type(value) is not list:
-                    raise _expected("an array", value)
+                    value = _array(value)
                 if depth >= max_depth:
                     raise _too_deep(max_depth)
                 _check_list(value, depth + 2, max_depth)
@@ -1158,7 +1460,9 @@ class Codecs:
                 message.extend(list_value(value, depth))  # type: ignore[attr-defined]
                 return message
 
-            codec._value, codec._make, codec._encode = list_value, make_list, _list_value
+            codec._value = codec._strict_value = list_value
+            codec._make = codec._strict_make = make_list
+            codec._encode = _list_value
             return
         if full_name == _VALUE:
 
@@ -1174,38 +1478,32 @@ class Codecs:
                     return {"string_value": _convert_string(value, depth)}
                 if kind is int or kind is float:
                     return {"number_value": _CONVERT_DOUBLE(value, depth)}
-                if kind is dict:
-                    _check_json(value, depth + 1, max_depth)
-                    return {"struct_value": value}
                 _check_json(value, depth + 1, max_depth)
-                return {"list_value": value}
+                return {"struct_value" if isinstance(value, dict) else "list_value": value}
 
-            codec._value, codec._encode = value_kwargs, _value
+            codec._value = codec._strict_value = value_kwargs
+            codec._encode = _value
             return
-        parse, encode = {
-            _TIMESTAMP: (_parse_timestamp, _timestamp),
-            _DURATION: (_parse_duration, _duration),
-            _FIELD_MASK: (_parse_field_mask, _field_mask),
-        }[full_name]
+        parse, encode = _LEAVES[full_name]
 
         def leaf(value: Any, depth: int) -> dict[str, Any]:
             if depth >= max_depth:
                 raise _too_deep(max_depth)
             return parse(value, depth)  # type: ignore[no-any-return]
 
-        codec._value, codec._encode = leaf, encode
+        codec._value = codec._strict_value = leaf
+        codec._encode = encode
 
     # ---- Any
 
-    def _any_decoder(self) -> Converter:
+    def _any_decoder(self, *, strict: bool) -> Converter:
         max_depth = self.options.max_depth
         ignore = self.options.ignore_unknown_fields
 
         def decode(value: Any, depth: int) -> dict[str, Any]:
             if type(value) is not dict:
-                raise _expected("an object", value)
-            depth += 1
-            if depth > max_depth:
+                value = _object(value)
+            if depth >= max_depth:
                 raise _too_deep(max_depth)
             if not value:
                 return {}
@@ -1219,22 +1517,22 @@ class Codecs:
                 exc.segments.append(".@type")
                 raise exc from None
             inner = self.codec(descriptor)
-            if descriptor.full_name in _SPECIAL:
-                if "value" not in value:
-                    raise _Invalid(f'an Any holding {descriptor.full_name} needs a "value"')
+            make = inner._strict_make if strict else inner._make
+            if descriptor.full_name not in _SPECIAL:
+                fields = {k: v for k, v in value.items() if k != "@type"}
+                message = make(fields, depth)  # the fields sit in the Any's own object
+            else:
                 extra = [k for k in value if k not in ("@type", "value")]
-                if extra and not ignore:
-                    exc = _Invalid(f"unknown field {_show(extra[0])}")
-                    exc.segments.append("." + extra[0])
+                if "value" not in value or (extra and not ignore):
+                    missing = "value" not in value
+                    exc = _Invalid('missing "value"' if missing else "unknown field")
+                    exc.segments.append(".value" if missing else "." + extra[0])
                     raise exc
                 try:
-                    message = inner._make(value["value"], depth)
+                    message = make(value["value"], depth + 1)
                 except _Invalid as exc:
                     exc.segments.append(".value")
                     raise
-            else:
-                fields = {k: v for k, v in value.items() if k != "@type"}
-                message = inner._make(fields, depth - 1)
             return {"type_url": type_url, "value": message.SerializeToString()}
 
         return decode
@@ -1266,34 +1564,25 @@ class Codecs:
             ) from None
 
 
+_LEAVES: Final[dict[str, tuple[Converter, Encoder]]] = {
+    _TIMESTAMP: (_parse_timestamp, _timestamp),
+    _DURATION: (_parse_duration, _duration),
+    _FIELD_MASK: (_parse_field_mask, _field_mask),
+}
+
+
+def _message_type(field: FieldDescriptor) -> Descriptor | None:
+    """The message type a field holds (a map's value type for maps), if any."""
+    target = field.message_type
+    if target is not None and target.GetOptions().map_entry:
+        target = target.fields_by_name["value"].message_type
+    return target  # type: ignore[no-any-return]
+
+
 class _UnknownAnyError(Exception):
     def __init__(self, type_url: str) -> None:
         super().__init__(type_url)
         self.type_url = type_url
-
-
-def _null_for(field: FieldDescriptor) -> Any:
-    """The kwarg for a JSON null: unset, except Value (null_value) and NullValue (0)."""
-    if field.is_repeated:
-        return None
-    if field.message_type is not None and field.message_type.full_name == _VALUE:
-        return {"null_value": 0}
-    if field.enum_type is not None and field.enum_type.full_name == _NULL_VALUE:
-        return 0
-    return None
-
-
-def _raise_twice_given(value: dict[str, Any], table: dict[str, Any]) -> None:
-    seen: dict[str, str] = {}
-    for key in value:
-        entry = table.get(key)
-        if entry is None:
-            continue
-        if entry[0] in seen:
-            exc = _Invalid(f"field given twice, as {_show(seen[entry[0]])} and {_show(key)}")
-            exc.segments.append("." + key)
-            raise exc
-        seen[entry[0]] = key
 
 
 # --------------------------------------------------------------------------- field paths

@@ -124,6 +124,13 @@ def _message_from_body(
     kind = _body_kind(parts)
     field = route.body_field
     if kind == _BodyKind.FORM:
+        if parts.body.lstrip()[:1] in (b"{", b"["):
+            # curl -d sends this content type by default; say so instead of failing on
+            # a "parameter" named after the whole JSON document.
+            raise GatewayError.unsupported_media_type(
+                "the body looks like JSON but Content-Type is application/x-www-form-urlencoded"
+                " (curl -d sends that): send Content-Type: application/json"
+            )
         message = codec.message_class()
         target = message
         if field is not None:

@@ -13,11 +13,13 @@ import math
 import signal
 import socket
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
 from transcoder.app import TranscoderApp
 from transcoder.config import Settings
+from transcoder.protocol import guarded_protocol
 
 
 class GatewayServer(uvicorn.Server):
@@ -36,9 +38,10 @@ class GatewayServer(uvicorn.Server):
                 captured.remove(sig)
 
 
-def uvicorn_config(app: TranscoderApp, settings: Settings) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
+def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """uvicorn's configuration for the gateway: our HTTP protocol, no proxy-header trust."""
+    http = settings.http
+    options: dict[str, Any] = dict(
         host=settings.listen.host,
         port=settings.listen.port,
         lifespan="on",
@@ -47,8 +50,16 @@ def uvicorn_config(app: TranscoderApp, settings: Settings) -> uvicorn.Config:
         # The client address must be the peer's: X-Forwarded-For is appended to, not trusted.
         proxy_headers=False,
         server_header=False,
-        timeout_graceful_shutdown=math.ceil(settings.http.shutdown_grace_seconds),
+        timeout_graceful_shutdown=math.ceil(http.shutdown_grace_seconds),
+        http=guarded_protocol(
+            header_timeout_seconds=http.header_timeout_seconds,
+            max_url_bytes=http.max_url_bytes,
+            max_header_bytes=http.max_header_bytes,
+            max_headers=http.max_headers,
+        ),
     )
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
 
 
 def serve(

@@ -1,7 +1,9 @@
 """One server-streaming call → an NDJSON or SSE HTTP response (contract §6).
 
 The response commits (200 and headers sent) when the upstream sends its
-response headers or when the first keepalive falls due, whichever comes first;
+response headers or when the first keepalive falls due, whichever comes first.
+Headers without any metadata commit only with the first message: grpc.aio
+resolves the empty headers of a trailers-only error a moment before its status.
 a failure before that is the plain error of §5 with its HTTP status, so a
 browser ``EventSource`` stops instead of reconnecting.  After the commit,
 errors are frames: ``event: stream-error`` (SSE) or a last error line (NDJSON),
@@ -295,10 +297,13 @@ class Stream:
                 return message  # type: ignore[no-any-return]
             if headers_future in done:
                 waiting.discard(headers_future)
-                if self.call.done():
-                    # Trailers-only answer: the status came with the headers; read it.
+                headers = headers_future.result()
+                if not headers or self.call.done():
+                    # grpc.aio resolves the empty headers of a trailers-only answer (an error
+                    # before any message) a moment before its status, so empty headers alone
+                    # do not commit: the first message, the status or the keepalive decides.
                     continue
-                await self._commit(headers_future.result())
+                await self._commit(headers)
                 return None
             if not done:
                 await self._commit(())

@@ -20,11 +20,13 @@ import anyio
 import httpx
 import pytest
 import uvicorn
+from starlette.types import ASGIApp
 
 from tests.upstream import TestUpstream
-from transcoder.app import TranscoderApp, create_app
+from transcoder.app import TranscoderApp, create_app, load_async
 from transcoder.config import load_settings
 from transcoder.errors import CODE_BY_NUMBER, HTTP_STATUS
+from transcoder.server import GatewayServer, uvicorn_config
 
 # Statuses the contract gives for gateway-side conditions beyond the code table (§5, §9).
 SPECIAL_STATUSES = {
@@ -91,28 +93,34 @@ StartGateway = Callable[..., Awaitable[Gateway]]
 async def start_gateway(
     descriptor_set: Path, upstream: TestUpstream, caplog: pytest.LogCaptureFixture
 ) -> AsyncIterator[StartGateway]:
-    """``await start_gateway(streaming={"sse_keepalive_seconds": 1}, ...)`` → a running gateway."""
+    """``await start_gateway(streaming={"sse_keepalive_seconds": 1}, ...)`` → a running gateway.
+
+    ``wrap=f`` serves ``f(app)`` instead of the gateway app (e.g. to add a page on its origin).
+    """
     caplog.set_level(logging.WARNING)
     async with contextlib.AsyncExitStack() as stack:
 
-        async def start(**overrides: Any) -> Gateway:
+        async def start(
+            *, wrap: Callable[[ASGIApp], ASGIApp] | None = None, **overrides: Any
+        ) -> Gateway:
             overrides.setdefault("upstream", {}).setdefault("address", upstream.address)
             overrides.setdefault("descriptors", {}).setdefault("files", [str(descriptor_set)])
             settings = load_settings(None, overrides)
-            app = create_app(settings)
+            app = create_app(settings, await load_async(settings))
             sock = socket.create_server(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-            config = uvicorn.Config(
-                app,
+            # The production configuration (our HTTP protocol and its limits), quieter.
+            config = uvicorn_config(
+                app if wrap is None else wrap(app),
+                settings,
                 log_level="warning",
-                lifespan="on",
-                proxy_headers=False,
+                access_log=False,
                 timeout_graceful_shutdown=2,
             )
-            server = uvicorn.Server(config)
+            server = GatewayServer(config, app)
             task = asyncio.create_task(server.serve(sockets=[sock]))
             with anyio.fail_after(5):
-                while not server.started:
+                while not server.started:  # uvicorn offers no event to await
                     await asyncio.sleep(0.01)
             url = f"http://127.0.0.1:{port}"
             client = httpx.AsyncClient(

@@ -75,7 +75,8 @@ def test_routes_prints_the_table_skipped_and_shadowed(descriptor_set: Path) -> N
     assert re.search(r"POST\s+" + re.escape(f"/{PKG}.Echo/Unannotated"), out)
     assert f"{PKG}.Echo.Collect: client-streaming" in out
     assert f"{PKG}.Echo.Chat: bidirectional" in out
-    assert "Shadowed" in out and f"{PKG}.Other.Shadowed" in out
+    assert "Shadowed" in out
+    assert f"{PKG}.Other.Shadowed" in out
 
 
 def test_openapi_prints_a_document(descriptor_set: Path) -> None:
@@ -231,6 +232,7 @@ def serve_process(
     if process.poll() is None:
         process.kill()
         process.wait()
+    process.stderr.close()
 
 
 async def test_serve_answers_and_stops_cleanly_on_sigterm(

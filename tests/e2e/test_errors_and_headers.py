@@ -278,3 +278,28 @@ async def test_cors_preflight_and_exposed_headers(start_gateway: StartGateway) -
     )
     assert r.headers["access-control-allow-origin"] == "https://app.example"
     assert "grpc-metadata-x-total" in r.headers["access-control-expose-headers"].lower()
+
+
+async def test_cors_allows_grpc_metadata_headers_by_prefix(start_gateway: StartGateway) -> None:
+    gw = await start_gateway(cors={"allow_origins": ["https://app.example"]})
+    r = await gw.client.options(
+        "/v1/everything/a",
+        headers={
+            "origin": "https://app.example",
+            "access-control-request-method": "GET",
+            "access-control-request-headers": "Grpc-Metadata-Tenant, authorization",
+        },
+    )
+    assert r.status_code == 200
+    allowed = {h.strip() for h in r.headers["access-control-allow-headers"].lower().split(",")}
+    assert {"grpc-metadata-tenant", "authorization"} <= allowed
+
+
+async def test_refused_cors_preflight_is_a_json_error(start_gateway: StartGateway) -> None:
+    gw = await start_gateway(cors={"allow_origins": ["https://app.example"]})
+    r = await gw.client.options(
+        "/v1/everything/a",
+        headers={"origin": "https://evil.example", "access-control-request-method": "GET"},
+    )
+    assert r.status_code == 403
+    assert r.json()["error"] == "PERMISSION_DENIED"

@@ -515,3 +515,22 @@ async def test_http_body_as_whole_request(gateway: Gateway, upstream: TestUpstre
     assert r.status_code == 200
     assert r.headers["content-type"] == "text/csv"
     assert r.content == b"a,b\n1,2\n"
+
+
+async def test_json_sent_as_a_form_gets_a_415_that_says_so(gateway: Gateway) -> None:
+    r = await gateway.client.post(
+        "/v1/everything",
+        content=b'{"int32Field": 1}',
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 415
+    assert "Content-Type: application/json" in r.json()["message"]
+
+
+async def test_descriptors_from_server_reflection(
+    start_gateway: StartGateway, upstream: TestUpstream, Everything: type[Message]
+) -> None:
+    gw = await start_gateway(descriptors={"files": [], "reflection": True})
+    r = await gw.client.get("/v1/everything/reflected?int32_field=2")
+    assert r.status_code == 200
+    assert received(upstream, "Get") == Everything(string_field="reflected", int32_field=2)
