@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +24,22 @@ from google.protobuf import json_format
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.protos import compile_descriptor_set  # noqa: E402
-from transcoder.descriptors import load_pool  # noqa: E402
-from transcoder.protojson import Codecs, JsonOptions, loads  # noqa: E402
+from tests.protos import compile_descriptor_set
+from transcoder.descriptors import load_pool
+from transcoder.protojson import Codecs, JsonOptions, loads
 
 PROTO = """
 syntax = "proto3";
 package benchsvc.v1;
-message SmallMessage { string id = 1; string name = 2; int32 count = 3; bool flag = 4; double score = 5; }
-enum Status { STATUS_UNSPECIFIED = 0; STATUS_ACTIVE = 1; STATUS_SUSPENDED = 2; STATUS_DELETED = 3; }
-message Address { string street = 1; string city = 2; string postal_code = 3; string country_code = 4; }
+message SmallMessage {
+  string id = 1; string name = 2; int32 count = 3; bool flag = 4; double score = 5;
+}
+enum Status {
+  STATUS_UNSPECIFIED = 0; STATUS_ACTIVE = 1; STATUS_SUSPENDED = 2; STATUS_DELETED = 3;
+}
+message Address {
+  string street = 1; string city = 2; string postal_code = 3; string country_code = 4;
+}
 message LineItem {
   string sku = 1; string title = 2; int32 quantity = 3; int64 price_micros = 4; Status status = 5;
   repeated string attributes = 6;
@@ -47,32 +54,70 @@ message MediumMessage {
 
 SMALL = b'{"id":"abc-123","name":"bench","count":42,"flag":true,"score":1.5}'
 
-MEDIUM = b"""{
-  "id": "ord-7f3a9c21-4be0-4d7e-9a51-2c6f0e8b1d44",
-  "createdUnixMs": "1732176000123",
-  "accountNumber": "9007199254740993",
-  "status": "STATUS_ACTIVE",
-  "customerName": "Ada Lovelace",
-  "customerEmail": "ada.lovelace@example.com",
-  "shippingAddress": {
-    "street": "12 St James's Square",
-    "city": "London",
-    "postalCode": "SW1Y 4JH",
-    "countryCode": "GB"
-  },
-  "lineItems": [
-    {"sku": "SKU-000123", "title": "Difference engine gear, brass", "quantity": 12, "priceMicros": "4990000", "status": "STATUS_ACTIVE", "attributes": ["brass", "m3"]},
-    {"sku": "SKU-000456", "title": "Punched card stack (100)", "quantity": 3, "priceMicros": "12500000", "status": "STATUS_ACTIVE", "attributes": ["paper"]},
-    {"sku": "SKU-000789", "title": "Analytical engine manual", "quantity": 1, "priceMicros": "39000000", "status": "STATUS_SUSPENDED", "attributes": ["book", "hardcover", "1843"]},
-    {"sku": "SKU-001011", "title": "Crank handle, oak", "quantity": 2, "priceMicros": "7250000", "status": "STATUS_DELETED", "attributes": []}
-  ],
-  "tags": ["priority", "gift-wrap", "international", "fragile"],
-  "labels": {"channel": "web", "region": "eu-west", "campaign": "autumn-sale"},
-  "totalAmount": 173780.5,
-  "gift": true,
-  "note": "Please deliver to the front desk between 9:00 and 17:00; call ahead if the parcel does not fit the letterbox."
-}
-"""
+LINE_ITEMS = [
+    (
+        "SKU-000123",
+        "Difference engine gear, brass",
+        12,
+        "4990000",
+        "STATUS_ACTIVE",
+        ["brass", "m3"],
+    ),
+    ("SKU-000456", "Punched card stack (100)", 3, "12500000", "STATUS_ACTIVE", ["paper"]),
+    (
+        "SKU-000789",
+        "Analytical engine manual",
+        1,
+        "39000000",
+        "STATUS_SUSPENDED",
+        ["book", "hardcover", "1843"],
+    ),
+    ("SKU-001011", "Crank handle, oak", 2, "7250000", "STATUS_DELETED", []),
+]
+# The harness's fixtures/medium.json, byte for byte (1,366 bytes, indented).
+MEDIUM = (
+    b"{\n"
+    + b"".join(
+        b"  " + line + b"\n"
+        for line in [
+            b'"id": "ord-7f3a9c21-4be0-4d7e-9a51-2c6f0e8b1d44",',
+            b'"createdUnixMs": "1732176000123",',
+            b'"accountNumber": "9007199254740993",',
+            b'"status": "STATUS_ACTIVE",',
+            b'"customerName": "Ada Lovelace",',
+            b'"customerEmail": "ada.lovelace@example.com",',
+            b'"shippingAddress": {',
+            b'  "street": "12 St James\'s Square",',
+            b'  "city": "London",',
+            b'  "postalCode": "SW1Y 4JH",',
+            b'  "countryCode": "GB"',
+            b"},",
+            b'"lineItems": [',
+            b",\n  ".join(
+                b"  "
+                + json.dumps(
+                    {
+                        "sku": sku,
+                        "title": title,
+                        "quantity": quantity,
+                        "priceMicros": price,
+                        "status": status,
+                        "attributes": attributes,
+                    }
+                ).encode()
+                for sku, title, quantity, price, status, attributes in LINE_ITEMS
+            ),
+            b"],",
+            b'"tags": ["priority", "gift-wrap", "international", "fragile"],',
+            b'"labels": {"channel": "web", "region": "eu-west", "campaign": "autumn-sale"},',
+            b'"totalAmount": 173780.5,',
+            b'"gift": true,',
+            b'"note": "Please deliver to the front desk between 9:00 and 17:00; call ahead if '
+            b'the parcel does not fit the letterbox."',
+        ]
+    )
+    + b"}\n"
+)
 
 
 def per_call(fn: Callable[[], Any]) -> float:
@@ -138,14 +183,17 @@ def main() -> None:
                 )
             )
 
+        def ours_encode(codec: Any = codec, message: Any = message) -> bytes:
+            return bytes(codec.dumps(message))
+
         figures = {
-            "loads: orjson.loads": per_call(lambda body=body: orjson.loads(body)),
-            "loads: json.loads + duplicate hook": per_call(lambda body=body: _strict_json(body)),
-            "loads: protojson.loads": per_call(lambda body=body: loads(body, max_depth=64)),
+            "loads: orjson.loads": per_call(partial(orjson.loads, body)),
+            "loads: json.loads + duplicate hook": per_call(partial(_strict_json, body)),
+            "loads: protojson.loads": per_call(partial(loads, body, max_depth=64)),
             "decode: json_format.Parse": per_call(reference_decode),
             "decode: protojson loads + decode": per_call(ours_decode),
             "encode: orjson.dumps(MessageToDict)": per_call(reference_encode),
-            "encode: codec.dumps": per_call(lambda codec=codec, m=message: codec.dumps(m)),
+            "encode: codec.dumps": per_call(ours_encode),
         }
         rows.append((label, figures))
     names = list(rows[0][1])

@@ -43,3 +43,18 @@ def dead_upstream() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"127.0.0.1:{port}"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak",
+        action="store_true",
+        default=False,
+        help="run the reliability tests (tests/reliability) at soak size instead of CI size",
+    )
+
+
+@pytest.fixture(scope="session")
+def soak(pytestconfig: pytest.Config) -> bool:
+    """True under ``pytest --soak``: reliability tests run at full (soak) size."""
+    return bool(pytestconfig.getoption("--soak"))

@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import signal
+import threading
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from types import FrameType
 from typing import Any, TypeVar
 
 import grpc
@@ -26,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from transcoder.config import Settings
 from transcoder.cors import GatewayCORSMiddleware
 from transcoder.descriptors import Descriptors, load_descriptors
+from transcoder.docs import ASSETS_PREFIX, DOCS_URL, docs_routes, openapi_route
 from transcoder.errors import ConfigError, GatewayError, error_body
 from transcoder.gateway import Gateway, GatewayOptions
 from transcoder.http_rules import RoutePlan, build_plan
@@ -41,7 +45,9 @@ log = logging.getLogger("transcoder")
 
 _T = TypeVar("_T")
 
-OWN_PATHS = frozenset(("/healthz", "/readyz", "/openapi.json", "/docs"))
+OWN_PATHS = frozenset(("/healthz", "/readyz"))
+# Only while docs.enabled; otherwise these paths are the gateway's like any other.
+DOCS_PATHS = frozenset(("/openapi.json", DOCS_URL))
 
 
 def load(settings: Settings) -> Descriptors:
@@ -136,11 +142,8 @@ class TranscoderApp:
             return JSONResponse(error_body(error), status_code=error.http_status)
 
         if self.settings.docs.enabled:
-            document = openapi_document(self.plan, self.descriptors, self.settings)
-
-            @api.get("/openapi.json")
-            async def openapi() -> JSONResponse:
-                return JSONResponse(document)
+            openapi_route(api, openapi_document(self.plan, self.descriptors, self.settings))
+            docs_routes(api, "/openapi.json")
 
         return api
 
@@ -152,7 +155,14 @@ class TranscoderApp:
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            if scope["path"] in OWN_PATHS and scope["method"] in ("GET", "HEAD"):
+            path = scope["path"]
+            if scope["method"] in ("GET", "HEAD") and (
+                path in OWN_PATHS
+                or (
+                    self.settings.docs.enabled
+                    and (path in DOCS_PATHS or path.startswith(ASSETS_PREFIX))
+                )
+            ):
                 await self.own(scope, receive, send)
             else:
                 await self.gateway(scope, receive, send)
@@ -167,6 +177,7 @@ class TranscoderApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 _ = self.upstream.channel  # created inside the running loop, per worker
+                self._end_streams_on_sigterm()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.streams.shutdown()
@@ -177,6 +188,27 @@ class TranscoderApp:
     def begin_shutdown(self) -> None:
         """SIGTERM: end open streams with an UNAVAILABLE frame before connections drain."""
         self.streams.shutdown()
+
+    def _end_streams_on_sigterm(self) -> None:
+        """Run ``begin_shutdown`` on SIGTERM, then whatever the server does on it.
+
+        The server (uvicorn, or each ``--workers`` process) drains connections on
+        SIGTERM and would wait for open streams until its grace period ends; contract
+        §1 wants them ended at once with a terminal frame.  Chaining the handler the
+        server installed works the same in one process and in every worker.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        previous = signal.getsignal(signal.SIGTERM)
+        if not callable(previous):
+            return  # the server has its own way to learn of SIGTERM; leave it alone
+        loop = asyncio.get_running_loop()
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            loop.call_soon_threadsafe(self.begin_shutdown)
+            previous(signum, frame)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def gateway_options(settings: Settings) -> GatewayOptions:

@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     descriptor_flags(serve)
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
+    serve.add_argument("--workers", type=int, help="worker processes sharing the port (default 1)")
     descriptor_flags(commands.add_parser("routes", help="print the route table"))
     descriptor_flags(commands.add_parser("openapi", help="print the OpenAPI document"))
     demo = commands.add_parser("demo", help="run the bundled example upstream and the gateway")
@@ -68,6 +69,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     put("upstream", "address", args.upstream)
     put("listen", "host", getattr(args, "host", None))
     put("listen", "port", getattr(args, "port", None))
+    put("listen", "workers", getattr(args, "workers", None))
     return given
 
 
@@ -94,11 +96,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         if not settings.upstream.address:
             raise ConfigError("upstream.address: give --upstream HOST:PORT")
-        from transcoder.server import serve
+        from transcoder.server import serve, serve_workers
 
-        app = create_app(settings)
         try:
-            serve(app, settings)
+            if settings.listen.workers > 1:
+                load(settings)  # refuse a bad configuration here, before any worker starts
+                serve_workers(settings)
+            else:
+                serve(create_app(settings), settings)
         except OSError as exc:
             raise ConfigError(
                 f"listen: cannot listen on {settings.listen.host}:"

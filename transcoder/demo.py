@@ -102,7 +102,7 @@ async def _run(host: str, port: int) -> None:
             },
         )
         app = create_app(settings)
-        server = GatewayServer(uvicorn_config(DemoApp(app), settings), app)
+        server = GatewayServer(uvicorn_config(DemoApp(app), settings))
         base = f"http://{host}:{port}"
         print(f"transcoder demo: bookstore upstream on {upstream_address}, gateway on {base}")
         print("Try:")

@@ -169,8 +169,8 @@ class Gateway:
             upstream_headers = await call.initial_metadata()
             trailers = await call.trailing_metadata()
         except asyncio.CancelledError:
-            if call.cancelled() and not watcher.done():
-                raise
+            if not watcher.done():
+                raise  # cancelled from outside (server shutdown), not by the client leaving
             return  # the client left; nobody to answer
         except grpc.aio.AioRpcError as exc:
             if watcher.done():

@@ -19,9 +19,11 @@ ASGI server when the gateway is embedded.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from transcoder.errors import GatewayError, render
@@ -30,14 +32,28 @@ _REQUEST_LINE_SLACK = 1024  # method, version and line ends beside the URL and h
 _REASONS = {414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
 
 
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
     header_timeout_seconds: float = 10.0
     max_url_bytes: int = 8192
     max_header_bytes: int = 16384
     max_headers: int = 100
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """Reads its limits from ``config.connection_limits`` (see ``server.uvicorn_config``).
+
+    A module-level class with the limits on the config, so that both survive the
+    pickling that starts ``--workers`` processes.
+    """
+
+    def __init__(self, config: Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        limits: ConnectionLimits = getattr(config, "connection_limits", None) or ConnectionLimits()
+        self.header_timeout_seconds = limits.header_timeout_seconds
+        self.max_url_bytes = limits.max_url_bytes
+        self.max_header_bytes = limits.max_header_bytes
+        self.max_headers = limits.max_headers
         self._header_timer: asyncio.TimerHandle | None = None
         self._in_headers = True  # the connection's first bytes are a request's head
         self._head_bytes = 0  # bytes received while the current head is incomplete
@@ -145,24 +161,3 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         lines.append(b"connection: close\r\n\r\n")
         self.transport.write(b"".join(lines) + body)
         self.transport.close()
-
-
-def guarded_protocol(
-    *,
-    header_timeout_seconds: float,
-    max_url_bytes: int,
-    max_header_bytes: int,
-    max_headers: int,
-) -> type[GuardedHttpToolsProtocol]:
-    """A protocol class carrying these limits, for ``uvicorn.Config(http=...)``."""
-    return type(
-        "GatewayHttpProtocol",
-        (GuardedHttpToolsProtocol,),
-        {
-            "header_timeout_seconds": header_timeout_seconds,
-            # The request line's target counts against the URL limit; its query too.
-            "max_url_bytes": max_url_bytes,
-            "max_header_bytes": max_header_bytes,
-            "max_headers": max_headers,
-        },
-    )

@@ -13,6 +13,7 @@ types are answered 415.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
@@ -47,7 +48,7 @@ class RequestParts:
     content_encoding: str | None
 
 
-class _BodyKind:
+class _BodyKind(enum.Enum):
     JSON = "json"
     FORM = "form"
 
@@ -98,7 +99,7 @@ def build_request(
     return message
 
 
-def _body_kind(parts: RequestParts) -> str:
+def _body_kind(parts: RequestParts) -> _BodyKind:
     if parts.content_encoding and parts.content_encoding.strip().lower() != "identity":
         raise GatewayError.unsupported_media_type(
             f"Content-Encoding {parts.content_encoding!r} is not supported; "

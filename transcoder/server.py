@@ -10,29 +10,30 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
-import socket
 from types import FrameType
 from typing import Any
 
 import uvicorn
+from uvicorn.supervisors.multiprocess import Multiprocess
 
-from transcoder.app import TranscoderApp
+from transcoder.app import TranscoderApp, create_app
 from transcoder.config import Settings
-from transcoder.protocol import guarded_protocol
+from transcoder.protocol import ConnectionLimits, GuardedHttpToolsProtocol
 
 
 class GatewayServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, app: TranscoderApp) -> None:
-        super().__init__(config)
-        self.transcoder = app
+    """uvicorn's server, exiting 0 after a graceful stop on SIGTERM (contract §1).
+
+    uvicorn re-raises the signals it captured once it has stopped, which would end
+    the process by SIGTERM.  (Open streams are ended by the app itself on SIGTERM:
+    ``TranscoderApp._end_streams_on_sigterm``.)
+    """
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self.transcoder.begin_shutdown()
         super().handle_exit(sig, frame)
         if sig == signal.SIGTERM:
-            # uvicorn re-raises captured signals after a graceful stop, which would end
-            # the process by SIGTERM; contract §1 wants exit status 0 after a clean stop.
             captured = getattr(self, "_captured_signals", None)
             if isinstance(captured, list) and sig in captured:
                 captured.remove(sig)
@@ -51,21 +52,48 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=math.ceil(http.shutdown_grace_seconds),
-        http=guarded_protocol(
-            header_timeout_seconds=http.header_timeout_seconds,
-            max_url_bytes=http.max_url_bytes,
-            max_header_bytes=http.max_header_bytes,
-            max_headers=http.max_headers,
-        ),
+        http=GuardedHttpToolsProtocol,
     )
     options.update(overrides)
-    return uvicorn.Config(app, **options)
+    config = uvicorn.Config(app, **options)
+    config.connection_limits = ConnectionLimits(  # type: ignore[attr-defined]  # read by the protocol
+        header_timeout_seconds=http.header_timeout_seconds,
+        max_url_bytes=http.max_url_bytes,
+        max_header_bytes=http.max_header_bytes,
+        max_headers=http.max_headers,
+    )
+    return config
 
 
-def serve(
-    app: TranscoderApp, settings: Settings, sockets: list[socket.socket] | None = None
-) -> None:
+WORKER_SETTINGS = "_TRANSCODER_WORKER_SETTINGS"  # no TRANSCODER_ prefix: not a setting
+
+
+def serve(app: TranscoderApp, settings: Settings) -> None:
     """Listen and serve until SIGINT/SIGTERM; the process exits 0 after a clean stop."""
     logging.getLogger("transcoder").setLevel(settings.logging.level.upper())
-    server = GatewayServer(uvicorn_config(app, settings), app)
-    server.run(sockets=sockets)
+    GatewayServer(uvicorn_config(app, settings)).run()
+
+
+def serve_workers(settings: Settings) -> None:
+    """``--workers N``: N processes share one listening socket, each with its own app.
+
+    Each worker builds its app from the same settings (passed down in the
+    environment) and its own gRPC channel; uvicorn's supervisor starts, watches and
+    stops them.
+    """
+    os.environ[WORKER_SETTINGS] = settings.model_dump_json()
+    config = uvicorn_config(
+        "transcoder.server:worker_app", settings, factory=True, workers=settings.listen.workers
+    )
+    sock = config.bind_socket()
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        sock.close()
+
+
+def worker_app() -> TranscoderApp:
+    """The app of one ``--workers`` process (uvicorn's factory)."""
+    settings = Settings.model_validate_json(os.environ[WORKER_SETTINGS])
+    logging.getLogger("transcoder").setLevel(settings.logging.level.upper())
+    return create_app(settings)

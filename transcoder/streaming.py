@@ -11,9 +11,9 @@ then a clean end.
 
 Flow: the handler task reads one upstream message, writes its frame, and only
 then reads the next (a slow client slows the upstream read; nothing queues).
-Beside it run two small tasks per stream: one waits for ``http.disconnect`` and
-cancels the call; one ticker writes the idle keepalive (measured from the last
-frame written) and drops a client that has not accepted a write for
+Beside it runs one small task per stream: it waits for ``http.disconnect``
+(and cancels the call), writes the idle keepalive (measured from the last frame
+written) and drops a client that has not accepted a write for
 ``streaming.send_timeout_seconds``.  The pending upstream read is never
 cancelled by a timer: in grpc.aio that would cancel the RPC (STYLE §5).
 
@@ -142,15 +142,12 @@ class Stream:
         if reason == _SEND_TIMEOUT and self.task is not None:
             self.task.cancel()  # the handler may be blocked in a send that will never finish
 
-    async def _watch_disconnect(self) -> None:
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                self.stop(_DISCONNECT)
-                return
+    async def _watch(self) -> None:
+        """The client's disconnect, idle keepalives and the send timeout, in one task.
 
-    async def _tick(self) -> None:
-        """Idle keepalives and the send timeout, with one timer wake per interval at most."""
+        One task per stream instead of two keeps idle streams small; waiting on
+        ``receive()`` with a deadline is safe to cut short (it only waits on an event).
+        """
         send_timeout = self.options.send_timeout_seconds
         while self.stop_reason is None:
             now = self.loop.time()
@@ -160,7 +157,11 @@ class Stream:
                     self.stop(_SEND_TIMEOUT)
                     return
                 wake = self.sending_since + send_timeout
-            elif self.keepalive is not None and now - self.last_write >= self.keepalive:
+            elif self.keepalive is None:
+                wake = now + send_timeout
+            elif not self.committed:
+                wake = now + self.keepalive  # the first keepalive is _until_commit's to send
+            elif now - self.last_write >= self.keepalive:
                 try:
                     async with asyncio.timeout(send_timeout):
                         await self._write(self.keepalive_frame)
@@ -168,11 +169,16 @@ class Stream:
                     self.stop(_SEND_TIMEOUT)
                     return
                 continue
-            elif self.keepalive is not None:
-                wake = self.last_write + self.keepalive
             else:
-                wake = now + send_timeout
-            await asyncio.sleep(max(wake - now, 0.0))
+                wake = self.last_write + self.keepalive
+            try:
+                async with asyncio.timeout_at(wake):
+                    message = await self.receive()
+            except TimeoutError:
+                continue
+            if message["type"] == "http.disconnect":
+                self.stop(_DISCONNECT)
+                return
 
     # -- writing -------------------------------------------------------------
 
@@ -241,14 +247,12 @@ class Stream:
 
     async def run(self) -> None:
         self.task = asyncio.current_task()
-        watcher = asyncio.ensure_future(self._watch_disconnect())
-        ticker: asyncio.Future[None] | None = None
+        watcher = asyncio.ensure_future(self._watch())
         first_read: asyncio.Future[Any] = asyncio.ensure_future(self.call.read())
         headers_future: asyncio.Future[Any] = asyncio.ensure_future(self.call.initial_metadata())
         try:
             try:
                 first = await self._until_commit(first_read, headers_future)
-                ticker = asyncio.ensure_future(self._tick())
                 message = first if first is not None else await first_read
                 while message is not grpc.aio.EOF:
                     await self._write(self._frame(message))
@@ -267,8 +271,6 @@ class Stream:
                     await self._fail(self.translate(exc))
         finally:
             watcher.cancel()
-            if ticker is not None:
-                ticker.cancel()
             headers_future.cancel()
             first_read.cancel()
             self.call.cancel()  # a no-op once the call is over; otherwise the upstream stops too

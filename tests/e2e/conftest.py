@@ -117,7 +117,7 @@ async def start_gateway(
                 access_log=False,
                 timeout_graceful_shutdown=2,
             )
-            server = GatewayServer(config, app)
+            server = GatewayServer(config)
             task = asyncio.create_task(server.serve(sockets=[sock]))
             with anyio.fail_after(5):
                 while not server.started:  # uvicorn offers no event to await

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -198,40 +199,33 @@ def test_serve_needs_an_upstream(descriptor_set: Path) -> None:
     assert_one_line_error(run("serve", "--descriptor-set", str(descriptor_set)), "upstream")
 
 
-@pytest.fixture
-def serve_process(
-    descriptor_set: Path, upstream: TestUpstream
-) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def start_serve(descriptor_set: Path, upstream: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCODER_")}
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "transcoder",
-            "serve",
-            "--descriptor-set",
-            str(descriptor_set),
-            "--upstream",
-            upstream.address,
-            "--port",
-            "0",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean,
+        [sys.executable, "-m", "transcoder", "serve", "--descriptor-set", str(descriptor_set),
+         "--upstream", upstream, "--port", "0", *extra],
+        stderr=subprocess.PIPE, text=True, env=clean,
     )
     assert process.stderr is not None
-    deadline = time.monotonic() + 15
-    url = ""
-    while time.monotonic() < deadline and not url:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
         line = process.stderr.readline()
         if match := re.search(r"running on (http://[0-9.]+:[0-9]+)", line):
-            url = match.group(1)
-    assert url, "the gateway did not report its address"
+            return process, match.group(1)
+        if not line:
+            break
+    process.kill()
+    raise AssertionError("the gateway did not report its address")
+
+
+@pytest.fixture
+def serve_process(descriptor_set: Path, upstream: TestUpstream) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    process, url = start_serve(descriptor_set, upstream.address)
     yield process, url
     if process.poll() is None:
         process.kill()
         process.wait()
+    assert process.stderr is not None
     process.stderr.close()
 
 
@@ -246,3 +240,39 @@ async def test_serve_answers_and_stops_cleanly_on_sigterm(
         assert r.json()["stringField"] == "from-cli"
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=12) == 0
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-workers"])
+async def test_sigterm_ends_open_streams_with_unavailable_and_exits_0(
+    descriptor_set: Path, upstream: TestUpstream, workers: int
+) -> None:
+    process, url = start_serve(descriptor_set, upstream.address, "--workers", str(workers))
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            # With workers, the supervisor reports the address before the workers listen.
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                except httpx.ConnectError:
+                    assert time.monotonic() < deadline, "no worker started"
+                    await asyncio.sleep(0.1)
+            assert (await client.get("/v1/everything/w")).status_code == 200
+            async with client.stream("GET", "/v1/stream/0?interval_ms=300",
+                                     headers={"accept": "text/event-stream"}) as r:
+                text = b""
+                async for chunk in r.aiter_raw():
+                    text += chunk
+                    if b"id: 1\n" in text and process.poll() is None:
+                        process.send_signal(signal.SIGTERM)
+        frames = text.decode().split("\n\n")
+        assert frames[-2].startswith("event: stream-error\n"), frames[-3:]
+        assert '"error":"UNAVAILABLE"' in frames[-2]
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stderr is not None
+        process.stderr.close()
