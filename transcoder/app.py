@@ -22,10 +22,11 @@ from typing import Any, TypeVar
 
 import grpc
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from google.protobuf import descriptor_pb2
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from transcoder.access_log import AccessLog
 from transcoder.config import Settings
 from transcoder.cors import GatewayCORSMiddleware
 from transcoder.descriptors import Descriptors, load_descriptors
@@ -33,6 +34,7 @@ from transcoder.docs import ASSETS_PREFIX, DOCS_URL, docs_routes, openapi_route
 from transcoder.errors import ConfigError, GatewayError, error_body
 from transcoder.gateway import Gateway, GatewayOptions
 from transcoder.http_rules import RoutePlan, build_plan
+from transcoder.metrics import Metrics
 from transcoder.openapi import openapi_document
 from transcoder.protojson import Codecs, JsonOptions
 from transcoder.query import QueryOptions
@@ -46,6 +48,7 @@ log = logging.getLogger("transcoder")
 _T = TypeVar("_T")
 
 OWN_PATHS = frozenset(("/healthz", "/readyz"))
+METRICS_PATH = "/metrics"  # only while metrics.enabled
 # Only while docs.enabled; otherwise these paths are the gateway's like any other.
 DOCS_PATHS = frozenset(("/openapi.json", DOCS_URL))
 
@@ -119,9 +122,19 @@ class TranscoderApp:
             self.codecs,
         )
         self.streams = StreamRegistry(settings.streaming.max_concurrent_streams)
+        self.metrics = Metrics() if settings.metrics.enabled else None
         self.gateway = Gateway(
-            self.plan, self.codecs, self.upstream, gateway_options(settings), self.streams
+            self.plan,
+            self.codecs,
+            self.upstream,
+            gateway_options(settings),
+            self.streams,
+            metrics=self.metrics,
+            access_log=AccessLog(settings.logging.format) if settings.logging.access_log else None,
         )
+        self.document: dict[str, Any] | None = None  # the OpenAPI document, built once
+        if settings.docs.enabled:
+            self.document = openapi_document(self.plan, descriptors, settings)
         self.own = self._own_endpoints()
         self.handler: ASGIApp = self._dispatch
         if settings.cors.allow_origins:
@@ -130,19 +143,27 @@ class TranscoderApp:
     def _own_endpoints(self) -> FastAPI:
         api = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
-        @api.get("/healthz")
+        @api.api_route("/healthz", methods=["GET", "HEAD"])
         async def healthz() -> JSONResponse:
             return JSONResponse({"status": "ok"})
 
-        @api.get("/readyz")
+        @api.api_route("/readyz", methods=["GET", "HEAD"])
         async def readyz() -> JSONResponse:
             if self.upstream.ready():
                 return JSONResponse({"status": "ready"})
             error = GatewayError.unavailable("the upstream channel is not ready")
             return JSONResponse(error_body(error), status_code=error.http_status)
 
-        if self.settings.docs.enabled:
-            openapi_route(api, openapi_document(self.plan, self.descriptors, self.settings))
+        if self.metrics is not None:
+            metrics = self.metrics
+
+            @api.get("/metrics")
+            async def prometheus() -> Response:
+                body, content_type = metrics.render()
+                return Response(body, media_type=content_type)
+
+        if self.document is not None:
+            openapi_route(api, self.document)
             docs_routes(api, "/openapi.json")
 
         return api
@@ -158,6 +179,7 @@ class TranscoderApp:
             path = scope["path"]
             if scope["method"] in ("GET", "HEAD") and (
                 path in OWN_PATHS
+                or (path == METRICS_PATH and self.metrics is not None)
                 or (
                     self.settings.docs.enabled
                     and (path in DOCS_PATHS or path.startswith(ASSETS_PREFIX))

@@ -117,7 +117,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         from transcoder.openapi import openapi_document
 
-        print(json.dumps(openapi_document(app.plan, descriptors, settings), indent=2))
+        document = app.document or openapi_document(app.plan, descriptors, settings)
+        print(json.dumps(document, indent=2))
     return 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from transcoder.access_log import configure as configure_logging
 from transcoder.app import TranscoderApp, create_app
 from transcoder.config import load_settings
 from transcoder.errors import ConfigError
@@ -101,6 +102,7 @@ async def _run(host: str, port: int) -> None:
                 "streaming": {"sse_keepalive_seconds": DEMO_KEEPALIVE_SECONDS},
             },
         )
+        configure_logging(settings.logging.level, settings.logging.format)
         app = create_app(settings)
         server = GatewayServer(uvicorn_config(DemoApp(app), settings))
         base = f"http://{host}:{port}"

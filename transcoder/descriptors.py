@@ -134,6 +134,8 @@ class Descriptors:
 
     pool: descriptor_pool.DescriptorPool
     files: tuple[str, ...]
+    # The files as given, with their source info (comments): the pool keeps none.
+    protos: tuple[descriptor_pb2.FileDescriptorProto, ...] = ()
 
     def services(self) -> list[ServiceDescriptor]:
         found: list[ServiceDescriptor] = []
@@ -154,7 +156,7 @@ def load_descriptors(
     if reflected:
         sources.append(("server reflection", reflected))
     files = merge_files(sources)
-    return Descriptors(build_pool(files), tuple(sorted(files)))
+    return Descriptors(build_pool(files), tuple(sorted(files)), tuple(files.values()))
 
 
 def load_pool(paths: Iterable[str | Path]) -> descriptor_pool.DescriptorPool:

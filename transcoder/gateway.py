@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +28,11 @@ import grpc
 import orjson
 from google.protobuf.message import Message
 
+from transcoder.access_log import AccessLog
 from transcoder.errors import GatewayError, render
 from transcoder.http_rules import MethodKind, Route, RoutePlan
 from transcoder.metadata import deadline, outgoing_metadata, response_headers
+from transcoder.metrics import Exchange, Metrics
 from transcoder.negotiation import choose
 from transcoder.protojson import Codecs
 from transcoder.request_message import BindOptions, RequestParts, build_request
@@ -69,7 +73,12 @@ class Gateway:
         upstream: Upstream,
         options: GatewayOptions,
         streams: StreamRegistry,
+        *,
+        metrics: Metrics | None = None,
+        access_log: AccessLog | None = None,
     ) -> None:
+        self.metrics = metrics
+        self.access_log = access_log
         self.table = plan.table
         self.codecs = codecs
         self.upstream = upstream
@@ -77,15 +86,29 @@ class Gateway:
         self.streams = streams
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request_id = _request_id(scope["headers"])
+        exchange = Exchange(
+            scope["method"],
+            request_id=request_id or os.urandom(8).hex(),
+            request_id_generated=not request_id,
+        )
+        send = _observed(send, exchange)
         try:
-            await self._handle(scope, receive, send)
+            await self._handle(scope, receive, send, exchange)
         except GatewayError as error:
             await send_error(send, error)
         except Exception:
             log.exception("unexpected error while handling %s %s", scope["method"], scope["path"])
             await send_error(send, GatewayError.internal())
+        finally:
+            elapsed = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.record(exchange, elapsed)
+            if self.access_log is not None:
+                self.access_log.write(exchange, scope["path"], elapsed)
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _handle(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
         options = self.options
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         query: bytes = scope.get("query_string", b"")
@@ -98,8 +121,11 @@ class Gateway:
         if isinstance(match, MethodMismatch):
             raise GatewayError.method_not_allowed(scope["method"], match.allow)
         route = match.target
+        exchange.route = route.label
+        exchange.rpc = route.rpc_name
 
         body = await read_body(receive, headers, options)
+        exchange.bytes_in = len(body)
         content_type = content_encoding = None
         accept: list[str] = []
         for name, value in headers:
@@ -119,20 +145,22 @@ class Gateway:
         metadata = outgoing_metadata(
             headers, forward=options.forward_headers, client_host=client[0] if client else None
         )
+        if exchange.request_id_generated and "x-request-id" in options.forward_headers:
+            metadata = (*metadata, ("x-request-id", exchange.request_id))
         if route.kind is MethodKind.UNARY:
             timeout = deadline(
                 headers,
                 default_seconds=options.unary_timeout_seconds,
                 max_seconds=options.max_timeout_seconds,
             )
-            await self._unary(match, request, metadata, timeout, receive, send)
+            await self._unary(match, request, metadata, timeout, receive, send, exchange)
         else:
             timeout = deadline(
                 headers,
                 default_seconds=options.stream_timeout_seconds,
                 max_seconds=options.max_timeout_seconds,
             )
-            await self._stream(route, request, metadata, timeout, accept, receive, send)
+            await self._stream(route, request, metadata, timeout, accept, receive, send, exchange)
 
     def _check_request_size(
         self, raw_path: bytes, query: bytes, headers: list[tuple[bytes, bytes]]
@@ -159,8 +187,10 @@ class Gateway:
         deadline_s: float | None,
         receive: Receive,
         send: Send,
+        exchange: Exchange,
     ) -> None:
         route = match.target
+        started = time.perf_counter()
         call = self.upstream.unary_call(route)(request, metadata=metadata, timeout=deadline_s)
         # Contract §6: a client that goes away cancels its upstream call, unary calls too.
         watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, call))
@@ -168,16 +198,20 @@ class Gateway:
             response = await call
             upstream_headers = await call.initial_metadata()
             trailers = await call.trailing_metadata()
+            exchange.code = "OK"
         except asyncio.CancelledError:
+            exchange.code = "CANCELLED"
             if not watcher.done():
                 raise  # cancelled from outside (server shutdown), not by the client leaving
             return  # the client left; nobody to answer
         except grpc.aio.AioRpcError as exc:
+            exchange.code = exc.code().name
             if watcher.done():
                 return
             raise self.upstream.translate(exc) from None
         finally:
             watcher.cancel()
+            exchange.upstream_seconds = time.perf_counter() - started
         await self._send_reply(route, response, upstream_headers, trailers, send)
 
     async def _send_reply(
@@ -216,8 +250,10 @@ class Gateway:
         accept: list[str],
         receive: Receive,
         send: Send,
+        exchange: Exchange,
     ) -> None:
         self.streams.admit()
+        started = time.perf_counter()
         call = self.upstream.stream_call(route)(request, metadata=metadata, timeout=deadline_s)
         stream = Stream(
             send=send,
@@ -230,10 +266,43 @@ class Gateway:
             translate=self.upstream.translate,
         )
         self.streams.open.add(stream)
+        if self.metrics is not None:
+            self.metrics.open_streams.inc()
         try:
             await stream.run()
         finally:
             self.streams.open.discard(stream)
+            if self.metrics is not None:
+                self.metrics.open_streams.dec()
+            exchange.code = stream.final_code
+            exchange.upstream_seconds = time.perf_counter() - started
+            exchange.messages = stream.messages_sent
+            exchange.keepalives = stream.keepalives_sent
+
+
+def _observed(send: Send, exchange: Exchange) -> Send:
+    """``send`` that notes the status and bytes, and answers with the request id."""
+    request_id = exchange.request_id.encode()
+
+    async def observed(message: Message_) -> None:
+        if message["type"] == "http.response.start":
+            exchange.status = message["status"]
+            message["headers"] = [*message["headers"], (b"x-request-id", request_id)]
+        else:
+            exchange.bytes_out += len(message.get("body", b""))
+        await send(message)
+
+    return observed
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    """The client's ``X-Request-ID`` when it is a sane token, else "" (then one is made)."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            if 0 < len(value) <= 128 and value.isascii() and value.decode().isprintable():
+                return value.decode()
+            break
+    return ""
 
 
 async def _cancel_on_disconnect(receive: Receive, call: grpc.aio.Call) -> None:

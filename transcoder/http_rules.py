@@ -61,6 +61,10 @@ class Route:
     response_is_http_body: bool
     patch_mask_field: FieldDescriptor | None  # FieldMask to fill from the JSON keys (PATCH)
     annotated: bool
+    label: str = ""  # the template as written: the route's name in metrics and logs
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", str(self.template))
 
     @property
     def rpc_name(self) -> str:

@@ -43,7 +43,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from transcoder import __version__
 from transcoder.config import Settings
-from transcoder.descriptors import Descriptors, read_descriptor_set
+from transcoder.descriptors import Descriptors
 from transcoder.errors import CODE_BY_NUMBER
 from transcoder.http_rules import MethodKind, Route, RoutePlan
 from transcoder.json_schema import (
@@ -79,13 +79,11 @@ def openapi_document(
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``plan`` (JSON-ready).
 
-    ``comments`` default to the leading comments in the descriptor set files the
-    settings name (the pool keeps no source info).
+    ``comments`` default to the leading comments the descriptor files carry (from
+    files or reflection, when they were built with source info).
     """
     if comments is None:
-        comments = Comments.from_files(
-            proto for path in settings.descriptors.files for proto in read_descriptor_set(path)
-        )
+        comments = Comments.from_files(descriptors.protos)
     builder = SchemaBuilder(
         SchemaOptions(
             use_proto_names=settings.json.use_proto_names,

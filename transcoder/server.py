@@ -8,18 +8,20 @@ in-flight unary calls are what the grace period waits for.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import signal
+import tempfile
 from types import FrameType
 from typing import Any
 
 import uvicorn
 from uvicorn.supervisors.multiprocess import Multiprocess
 
+from transcoder.access_log import configure as configure_logging
 from transcoder.app import TranscoderApp, create_app
 from transcoder.config import Settings
+from transcoder.metrics import MULTIPROCESS_DIR
 from transcoder.protocol import ConnectionLimits, GuardedHttpToolsProtocol
 
 
@@ -47,7 +49,7 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         port=settings.listen.port,
         lifespan="on",
         log_level=settings.logging.level,
-        access_log=settings.logging.access_log,
+        access_log=False,  # the gateway writes its own access line (access_log.py)
         # The client address must be the peer's: X-Forwarded-For is appended to, not trusted.
         proxy_headers=False,
         server_header=False,
@@ -70,7 +72,7 @@ WORKER_SETTINGS = "_TRANSCODER_WORKER_SETTINGS"  # no TRANSCODER_ prefix: not a 
 
 def serve(app: TranscoderApp, settings: Settings) -> None:
     """Listen and serve until SIGINT/SIGTERM; the process exits 0 after a clean stop."""
-    logging.getLogger("transcoder").setLevel(settings.logging.level.upper())
+    configure_logging(settings.logging.level, settings.logging.format)
     GatewayServer(uvicorn_config(app, settings)).run()
 
 
@@ -82,6 +84,9 @@ def serve_workers(settings: Settings) -> None:
     stops them.
     """
     os.environ[WORKER_SETTINGS] = settings.model_dump_json()
+    if settings.metrics.enabled and MULTIPROCESS_DIR not in os.environ:
+        # Workers write their metrics here; a scrape of any one sums them all.
+        os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="transcoder-metrics-")
     config = uvicorn_config(
         "transcoder.server:worker_app", settings, factory=True, workers=settings.listen.workers
     )
@@ -95,5 +100,5 @@ def serve_workers(settings: Settings) -> None:
 def worker_app() -> TranscoderApp:
     """The app of one ``--workers`` process (uvicorn's factory)."""
     settings = Settings.model_validate_json(os.environ[WORKER_SETTINGS])
-    logging.getLogger("transcoder").setLevel(settings.logging.level.upper())
+    configure_logging(settings.logging.level, settings.logging.format)
     return create_app(settings)

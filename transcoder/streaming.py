@@ -120,6 +120,9 @@ class Stream:
         self.stop_reason: str | None = None
         self.committed = False
         self.next_id = 1
+        self.messages_sent = 0
+        self.keepalives_sent = 0
+        self.final_code = ""  # the gRPC code name the stream ended with (metrics, logs)
         self.task: asyncio.Task[Any] | None = None
         if fmt is StreamFormat.SSE:
             self.keepalive: float | None = options.sse_keepalive_seconds
@@ -165,6 +168,7 @@ class Stream:
                 try:
                     async with asyncio.timeout(send_timeout):
                         await self._write(self.keepalive_frame)
+                        self.keepalives_sent += 1
                 except TimeoutError:
                     self.stop(_SEND_TIMEOUT)
                     return
@@ -256,6 +260,7 @@ class Stream:
                 message = first if first is not None else await first_read
                 while message is not grpc.aio.EOF:
                     await self._write(self._frame(message))
+                    self.messages_sent += 1
                     message = await self.call.read()
                 await self._end()
             except asyncio.CancelledError:
@@ -310,15 +315,18 @@ class Stream:
             if not done:
                 await self._commit(())
                 await self._write(self.keepalive_frame)
+                self.keepalives_sent += 1
                 return None
 
     async def _end(self) -> None:
+        self.final_code = "OK"
         if self.fmt is StreamFormat.SSE:
             trailers = _metadata_json(await self.call.trailing_metadata())
             await self._write(framing.sse_event(orjson.dumps({"trailers": trailers}), event="end"))
         await self._finish()
 
     async def _fail(self, error: GatewayError) -> None:
+        self.final_code = self.final_code or error.code.name
         if not self.committed:
             await self._send_plain_error(error)
             return
@@ -331,6 +339,7 @@ class Stream:
         await self._finish()
 
     async def _stopped(self) -> None:
+        self.final_code = "CANCELLED"  # the gateway cancelled the call (client gone, shutdown)
         if self.stop_reason == _SHUTDOWN:
             await self._fail(GatewayError.unavailable("the gateway is shutting down"))
         # disconnect: nobody to answer; send timeout: return unfinished so the connection closes.

@@ -276,3 +276,36 @@ async def test_sigterm_ends_open_streams_with_unavailable_and_exits_0(
             process.wait()
         assert process.stderr is not None
         process.stderr.close()
+
+
+async def test_workers_share_the_port_and_metrics_sum_over_them(
+    descriptor_set: Path, upstream: TestUpstream
+) -> None:
+    process, url = start_serve(descriptor_set, upstream.address, "--workers", "2")
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                except httpx.ConnectError:
+                    assert time.monotonic() < deadline, "no worker started"
+                    await asyncio.sleep(0.1)
+        for _ in range(12):  # a new connection each time, so both workers take requests
+            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+                assert (await client.get("/v1/everything/w")).status_code == 200
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            text = (await client.get("/metrics")).text
+        total = sum(
+            float(line.rpartition(" ")[2])
+            for line in text.splitlines()
+            if line.startswith("transcoder_http_requests_total{") and 'status="200"' in line
+            and "/v1/everything/{string_field}" in line
+        )
+        assert total == 12
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        assert process.stderr is not None
+        process.stderr.close()

@@ -238,6 +238,7 @@ async def test_error_responses_carry_response_metadata(gateway: Gateway) -> None
 
 async def test_health_and_readiness(gateway: Gateway) -> None:
     assert (await gateway.client.get("/healthz")).status_code == 200
+    assert (await gateway.client.head("/healthz")).status_code == 200
     with anyio.fail_after(5):
         while (await gateway.client.get("/readyz")).status_code != 200:
             await asyncio.sleep(0.05)

@@ -855,6 +855,25 @@ def test_lone_surrogate_in_a_value_is_a_400(
     assert message.split(":")[0] in ("stringField", "repeatedString[1]", "structField.k", "color")
 
 
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ({"int64Field": 7 * 10**6000}, "int64Field"),
+        ({"doubleField": -(10**6000)}, "doubleField"),
+        ({"color": 10**6000}, "color"),
+        ({"structField": {"a": [10**6000]}}, "structField.a[0]"),
+        ({"anyField": {"@type": "x/\ud800"}}, "anyField"),
+    ],
+    ids=["int64", "double", "enum", "struct", "any-type-surrogate"],
+)
+def test_values_no_json_text_can_hold_are_400s(
+    pool: Pool, value: dict[str, Any], path: str, unrolled: bool
+) -> None:
+    """decode() may get values from elsewhere than loads(): still a 400, never a 500."""
+    message = _decode_error(pool, value, unrolled=unrolled)
+    assert message.startswith(path + ": "), message
+
+
 def test_too_deep_message_names_the_limit(pool: Pool, unrolled: bool) -> None:
     value: dict[str, Any] = {"recursive": {"recursive": {}}}
     message = _decode_error(pool, value, JsonOptions(max_depth=2), unrolled=unrolled)
