@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import signal
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -177,6 +178,9 @@ class TranscoderApp:
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
+            root_path = scope.get("root_path")
+            if root_path and path.startswith(root_path):
+                path = path[len(root_path) :]
             if scope["method"] in ("GET", "HEAD") and (
                 path in OWN_PATHS
                 or (path == METRICS_PATH and self.metrics is not None)
@@ -198,14 +202,34 @@ class TranscoderApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                _ = self.upstream.channel  # created inside the running loop, per worker
-                self._end_streams_on_sigterm()
+                await self.startup()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self.streams.shutdown()
-                await self.upstream.close()
+                await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def startup(self) -> None:
+        _ = self.upstream.channel  # created inside the running loop, per worker
+        self._end_streams_on_sigterm()
+
+    async def shutdown(self) -> None:
+        self.streams.shutdown()
+        await self.upstream.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Startup and shutdown for an application that mounts this one.
+
+        Mounted apps get no ASGI lifespan events; enter this in the outer app's
+        lifespan (see ``examples/embedding/app.py``).  Without it the channel is
+        made on the first request and never closed.
+        """
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
 
     def begin_shutdown(self) -> None:
         """SIGTERM: end open streams with an UNAVAILABLE frame before connections drain."""

@@ -111,6 +111,12 @@ class Gateway:
     async def _handle(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
         options = self.options
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        if root_path := scope.get("root_path"):
+            # Mounted under a prefix (Starlette's Mount, uvicorn --root-path): the
+            # routes start after it; the ASGI scope keeps the full path.
+            prefix = root_path.encode()
+            if raw_path.startswith(prefix):
+                raw_path = raw_path[len(prefix) :] or b"/"
         query: bytes = scope.get("query_string", b"")
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         self._check_request_size(raw_path, query, headers)

@@ -199,12 +199,27 @@ def test_serve_needs_an_upstream(descriptor_set: Path) -> None:
     assert_one_line_error(run("serve", "--descriptor-set", str(descriptor_set)), "upstream")
 
 
-def start_serve(descriptor_set: Path, upstream: str, *extra: str) -> tuple[subprocess.Popen[str], str]:
+def start_serve(
+    descriptor_set: Path, upstream: str, *extra: str
+) -> tuple[subprocess.Popen[str], str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCODER_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "transcoder", "serve", "--descriptor-set", str(descriptor_set),
-         "--upstream", upstream, "--port", "0", *extra],
-        stderr=subprocess.PIPE, text=True, env=clean,
+        [
+            sys.executable,
+            "-m",
+            "transcoder",
+            "serve",
+            "--descriptor-set",
+            str(descriptor_set),
+            "--upstream",
+            upstream,
+            "--port",
+            "0",
+            *extra,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean,
     )
     assert process.stderr is not None
     deadline = time.monotonic() + 20
@@ -219,7 +234,9 @@ def start_serve(descriptor_set: Path, upstream: str, *extra: str) -> tuple[subpr
 
 
 @pytest.fixture
-def serve_process(descriptor_set: Path, upstream: TestUpstream) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def serve_process(
+    descriptor_set: Path, upstream: TestUpstream
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     process, url = start_serve(descriptor_set, upstream.address)
     yield process, url
     if process.poll() is None:
@@ -259,8 +276,9 @@ async def test_sigterm_ends_open_streams_with_unavailable_and_exits_0(
                     assert time.monotonic() < deadline, "no worker started"
                     await asyncio.sleep(0.1)
             assert (await client.get("/v1/everything/w")).status_code == 200
-            async with client.stream("GET", "/v1/stream/0?interval_ms=300",
-                                     headers={"accept": "text/event-stream"}) as r:
+            async with client.stream(
+                "GET", "/v1/stream/0?interval_ms=300", headers={"accept": "text/event-stream"}
+            ) as r:
                 text = b""
                 async for chunk in r.aiter_raw():
                     text += chunk
@@ -300,7 +318,8 @@ async def test_workers_share_the_port_and_metrics_sum_over_them(
         total = sum(
             float(line.rpartition(" ")[2])
             for line in text.splitlines()
-            if line.startswith("transcoder_http_requests_total{") and 'status="200"' in line
+            if line.startswith("transcoder_http_requests_total{")
+            and 'status="200"' in line
             and "/v1/everything/{string_field}" in line
         )
         assert total == 12

@@ -33,21 +33,36 @@ async def test_metrics_count_requests_by_route_and_upstream_calls_by_code(gatewa
     await gateway.client.get("/v1/nowhere")
     text = (await gateway.client.get("/metrics")).text
     route = "/v1/everything/{string_field}"
-    assert sample(text, "transcoder_http_requests_total", route=route, method="GET", status="200") == 3
-    assert sample(text, "transcoder_http_requests_total", route=route, method="GET", status="404") == 1
-    assert sample(text, "transcoder_http_requests_total", route="unmatched", method="GET", status="404") == 1
+    assert (
+        sample(text, "transcoder_http_requests_total", route=route, method="GET", status="200") == 3
+    )
+    assert (
+        sample(text, "transcoder_http_requests_total", route=route, method="GET", status="404") == 1
+    )
+    assert (
+        sample(
+            text, "transcoder_http_requests_total", route="unmatched", method="GET", status="404"
+        )
+        == 1
+    )
     rpc = "transcoder.testing.v1.Echo.Get"
     assert sample(text, "transcoder_upstream_calls_total", rpc=rpc, code="OK") == 3
     assert sample(text, "transcoder_upstream_calls_total", rpc=rpc, code="NOT_FOUND") == 1
     assert sample(text, "transcoder_upstream_call_duration_seconds_count", rpc=rpc, code="OK") == 3
-    assert sample(text, "transcoder_http_request_duration_seconds_count", route=route, method="GET") == 4
+    assert (
+        sample(text, "transcoder_http_request_duration_seconds_count", route=route, method="GET")
+        == 4
+    )
     assert sample(text, "transcoder_http_response_body_bytes_total") > 0
 
 
-async def test_metrics_follow_open_streams_messages_and_keepalives(start_gateway: StartGateway) -> None:
+async def test_metrics_follow_open_streams_messages_and_keepalives(
+    start_gateway: StartGateway,
+) -> None:
     gw = await start_gateway(streaming={"sse_keepalive_seconds": 0.3})
-    async with gw.client.stream("GET", "/v1/stream/2?interval_ms=800",
-                                headers={"accept": "text/event-stream"}) as r:
+    async with gw.client.stream(
+        "GET", "/v1/stream/2?interval_ms=800", headers={"accept": "text/event-stream"}
+    ) as r:
         chunks = r.aiter_raw()
         assert (await chunks.__anext__()).startswith(b"id: 1")
         during = (await gw.client.get("/metrics")).text
@@ -110,11 +125,15 @@ async def test_access_log_escapes_control_characters(
     assert "\\x0aforged\\x1b" in line
 
 
-async def test_access_log_as_json(start_gateway: StartGateway, caplog: pytest.LogCaptureFixture) -> None:
+async def test_access_log_as_json(
+    start_gateway: StartGateway, caplog: pytest.LogCaptureFixture
+) -> None:
     gw = await start_gateway(logging={"format": "json"})
     caplog.set_level(logging.INFO, logger="transcoder.access")
     await gw.client.get("/v1/stream/2", headers={"x-request-id": "j-1"})
-    record = json.loads(next(r.getMessage() for r in caplog.records if r.name == "transcoder.access"))
+    record = json.loads(
+        next(r.getMessage() for r in caplog.records if r.name == "transcoder.access")
+    )
     assert record["route"] == "/v1/stream/{count}"
     assert record["status"] == 200
     assert record["grpc_code"] == "OK"

@@ -59,10 +59,13 @@ from transcoder.path_template import DoubleWildcard, Literal, Wildcard
 STREAM_REQUEST = "transcoder.testing.v1.StreamRequest"
 
 # Known gateway bugs, each with its own strict xfail test, kept out of the generated
-# space so that the fuzz keeps looking for new ones: Download's HttpBody content type
-# comes from ``optional_string``; one that is not latin-1 or holds CR/LF is a 500 or no
-# answer at all (test_http_body_content_type_*).
+# space so that the fuzz keeps looking for new ones:
+# - Download's HttpBody content type comes from ``optional_string``; one that is not
+#   latin-1 or holds CR/LF is a 500 or no answer at all (test_http_body_content_type_*);
+# - query parameters reach the raw fields of Any, Timestamp and Duration, and the echoed
+#   value cannot be written back (test_query_cannot_set_raw_fields_of_well_known_types).
 BUGGY_FIELDS = {"Download": {"optionalString", "optional_string"}}
+BUGGY_QUERY_PREFIXES = ("anyField.", "any_field.", "timestamp.", "duration.")
 
 
 @dataclass
@@ -308,7 +311,11 @@ def query_for(draw: st.DrawFn, route: Route) -> str:
             pairs.append(f"{key}={draw(st.sampled_from(VALUE_TOKENS)).replace(' ', '%20')}")
         return "&".join(pairs)
     avoid = BUGGY_FIELDS.get(route.method.name, set())
-    names = [n for n in field_names(route.method.input_type) if n not in avoid] + RANDOM_KEYS
+    names = [
+        n
+        for n in field_names(route.method.input_type)
+        if n not in avoid and not n.startswith(BUGGY_QUERY_PREFIXES)
+    ] + RANDOM_KEYS
     pairs = []
     for _ in range(draw(st.integers(1, 4))):
         key = draw(st.sampled_from(names))
@@ -858,3 +865,23 @@ def test_http_body_content_type_with_crlf_gets_an_answer(
         response = sync_request(gateway.address, case.encode())
         assert response.status < 500, response.body
         assert "Traceback" not in gateway.log()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the query binder lets a parameter set the raw fields of Any, Timestamp and "
+    "Duration (contract §3: well-known types by their JSON string form only), so an "
+    "out-of-range or undecodable value reaches the upstream; echoed back, the response "
+    "cannot be written as JSON: a 500 INTERNAL caused by the request, where 400 is due",
+)
+@pytest.mark.parametrize(
+    "query",
+    [
+        "anyField.typeUrl=0",
+        "timestamp.seconds=-99999999999",
+        "duration.seconds=5&duration.nanos=-5",
+    ],
+)
+def test_query_cannot_set_raw_fields_of_well_known_types(target: Target, query: str) -> None:
+    response = send(target, get(f"/v1/everything/a?{query}"))
+    assert response.status == 400
