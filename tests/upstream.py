@@ -213,6 +213,9 @@ class TestUpstream:
         if method.server_streaming:
 
             async def handle_stream_out(request: Any, context: Context) -> None:
+                if method.name == "StreamEcho":
+                    await self._serve(name, request, context, lambda rpc: _echo(rpc, request))
+                    return
                 await self._serve(name, request, context, lambda rpc: self._stream(rpc, request))
 
             return grpc.unary_stream_rpc_method_handler(handle_stream_out, **codec)
@@ -424,6 +427,15 @@ def _by_key(metadata: MetadataList) -> dict[str, list[MetadataValue]]:
     for key, value in metadata:
         grouped.setdefault(key, []).append(value)
     return grouped
+
+
+async def _echo(rpc: _Rpc, request: Any) -> None:
+    """StreamEcho: the request, int32_field times (see service.proto)."""
+    for index in range(request.int32_field):
+        item = _copy(request)
+        if index == 1 and request.string_field == "bad-time":
+            item.timestamp.seconds = 10**12  # past year 9999: no RFC 3339 form
+        await rpc.context.write(item)
 
 
 def _serialize(message: Message) -> bytes:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +103,6 @@ class Stream:
         response_body_field: FieldDescriptor | None,
         options: StreamOptions,
         translate: Callable[[grpc.aio.AioRpcError], GatewayError],
-        extra_headers: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
         self.send = send
         self.receive = receive
@@ -113,7 +112,7 @@ class Stream:
         self.response_body_field = response_body_field
         self.options = options
         self.translate = translate
-        self.extra_headers = list(extra_headers)
+        self.raw_content_type = b"application/octet-stream"  # HttpBody: the first message's
         self.loop = asyncio.get_running_loop()
         self.last_write = self.loop.time()
         self.sending_since: float | None = None
@@ -200,7 +199,6 @@ class Stream:
             (b"x-accel-buffering", b"no"),
             (b"vary", b"Accept"),
             *response_headers(upstream_headers, "grpc-metadata-"),
-            *self.extra_headers,
         ]
         await self.send({"type": "http.response.start", "status": 200, "headers": headers})
         self.last_write = self.loop.time()
@@ -211,8 +209,6 @@ class Stream:
         if self.fmt is None:
             return self.raw_content_type
         return self.fmt.value.encode()
-
-    raw_content_type = b"application/octet-stream"
 
     def _frame(self, message: Message) -> bytes:
         if self.fmt is None:
@@ -243,7 +239,6 @@ class Stream:
 
     async def _send_plain_error(self, error: GatewayError) -> None:
         status, headers, body = render(error)
-        headers.extend(self.extra_headers)
         await self.send({"type": "http.response.start", "status": status, "headers": headers})
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -274,6 +269,10 @@ class Stream:
                     await self._stopped()
                 else:
                     await self._fail(self.translate(exc))
+            except GatewayError as error:
+                # A message JSON cannot represent (protojson refuses it): the stream ends
+                # with that error like any other failure, in band once committed.
+                await self._fail(error)
         finally:
             watcher.cancel()
             headers_future.cancel()

@@ -357,3 +357,17 @@ async def test_regression_trailers_only_error_is_never_committed_as_200(gateway:
 
     statuses = await asyncio.gather(*(one(i) for i in range(200)))
     assert set(statuses) == {404}
+
+
+@pytest.mark.parametrize("accept", ["application/x-ndjson", "text/event-stream"])
+async def test_message_json_cannot_show_ends_the_stream_with_internal(
+    gateway: Gateway, accept: str
+) -> None:
+    r = await gateway.client.get(
+        "/v1/stream-echo/3?string_field=bad-time", headers={"accept": accept}
+    )
+    assert r.status_code == 200
+    assert r.text.count('"stringField":"bad-time"') == 1  # the first copy went out
+    assert '"error":"INTERNAL"' in r.text
+    assert r.text.endswith("\n")
+    assert "event: end" not in r.text
