@@ -40,6 +40,7 @@ from tests.upstream import TestUpstream, _Rpc
 from transcoder.descriptors import load_pool
 
 LISTENING = "listening on "
+ROOT = Path(__file__).resolve().parent.parent  # where ``python -m tests.faults`` resolves
 
 
 class FaultUpstream(TestUpstream):
@@ -84,7 +85,7 @@ class FaultProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20) -> str:  # noqa: ASYNC109
+    def start(self, timeout: float = 20) -> str:
         """Start (on the last port once one is known) and wait until it serves."""
         if self.process is not None and self.process.poll() is None:
             raise RuntimeError("the fault upstream is already running")
@@ -105,6 +106,7 @@ class FaultProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            cwd=ROOT,
             env={k: v for k, v in os.environ.items() if not k.startswith("TRANSCODER_")},
         )
         assert self.process.stdout is not None
@@ -113,11 +115,9 @@ class FaultProcess:
         self.port = int(line.rpartition(":")[2])
         return self.address
 
-    def stats(self, timeout: float = 5) -> Stats:  # noqa: ASYNC109
+    def stats(self, timeout: float = 5) -> Stats:
         self._send("stats")
-        fields = dict(
-            part.split("=", 1) for part in self._expect("stats ", timeout).split()[1:]
-        )
+        fields = dict(part.split("=", 1) for part in self._expect("stats ", timeout).split()[1:])
         return Stats(int(fields["active"]), int(fields["cancelled"]), int(fields["calls"]))
 
     def kill(self) -> None:
@@ -145,11 +145,12 @@ class FaultProcess:
         self._close_pipes()
 
     def _send(self, command: str) -> None:
-        assert self.process is not None and self.process.stdin is not None
+        assert self.process is not None
+        assert self.process.stdin is not None
         self.process.stdin.write(command + "\n")
         self.process.stdin.flush()
 
-    def _expect(self, prefix: str, timeout: float) -> str:  # noqa: ASYNC109
+    def _expect(self, prefix: str, timeout: float) -> str:
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()

@@ -61,7 +61,7 @@ async def test_mounted_gateway_serves_beside_the_apps_own_routes(
     assert (await embedded.get("/grpc/healthz")).status_code == 200
     stream = await embedded.get("/grpc/v1/stream/2", headers={"accept": "text/event-stream"})
     assert stream.text.count("id: ") == 2
-    assert stream.text.endswith("event: end\ndata: {\"trailers\":{}}\n\n")
+    assert stream.text.endswith('event: end\ndata: {"trailers":{}}\n\n')
     missing = await embedded.get("/grpc/v1/nowhere")
     assert missing.status_code == 404
     assert missing.json()["error"] == "NOT_FOUND"

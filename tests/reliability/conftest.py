@@ -12,7 +12,8 @@
 - ``RawResponse``, ``http_request`` / ``sync_request``: a raw-socket HTTP/1.1
   client (bytes exactly as given; chunked bodies decoded) and ``check_error``,
   the contract's error-shape check (goal G2) for its answers.
-- ``start_gateway``: the in-process gateway of ``tests/e2e/conftest.py``.
+- ``RawStream`` / ``open_stream``: a raw-socket streaming client that notes when
+  each chunk arrived (thousands of them are cheap).
 """
 
 from __future__ import annotations
@@ -38,10 +39,8 @@ import anyio
 import pytest
 import yaml
 
-from tests.e2e.conftest import SPECIAL_STATUSES, start_gateway
+from tests.e2e.conftest import SPECIAL_STATUSES
 from transcoder.errors import CODE_BY_NUMBER, HTTP_STATUS
-
-__all__ = ["start_gateway"]
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -265,10 +264,9 @@ def sync_request(
     method = request.split(b" ", 1)[0].decode("latin-1")
     deadline = time.monotonic() + limit
     with socket.create_connection(address, timeout=limit) as sock:
-        try:
+        # Refused while sending (431, 414, 413): the answer may still be readable.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(request)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # refused while sending (431, 414, 413): the answer may still be readable
         data = b""
         while b"\r\n\r\n" not in data:
             sock.settimeout(max(0.01, deadline - time.monotonic()))

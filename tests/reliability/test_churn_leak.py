@@ -15,10 +15,12 @@ streams in total: raise the cycle count).
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from tests.reliability.conftest import (
     Figure,
     GatewayFactory,
+    RawStream,
     Size,
     abort,
     close_streams,
@@ -31,6 +33,10 @@ from tests.reliability.conftest import (
 from tests.upstream import TestUpstream
 
 ACCEPTS = ("text/event-stream", "application/x-ndjson")
+
+
+def all_arrived(streams: list[RawStream]) -> bool:
+    return all(s.arrivals for s in streams)
 
 
 def stream_request(i: int) -> bytes:
@@ -48,21 +54,23 @@ async def test_open_abort_churn_has_a_flat_rss_slope(
     raise_fd_limit(4 * per_cycle + 256)
     gw = gateway_process(upstream.address)
     await wait_ready(gw.url)
-    assert (await http_request(gw.url, b"GET /v1/stream/2 HTTP/1.1\r\nHost: x\r\n\r\n")).status == 200
+    assert (
+        await http_request(gw.url, b"GET /v1/stream/2 HTTP/1.1\r\nHost: x\r\n\r\n")
+    ).status == 200
     await asyncio.sleep(0.3)
     base_tasks = gw.tasks()
     rss: list[int] = []
     loop = asyncio.get_running_loop()
     started = loop.time()
     for _ in range(cycles):
-        streams = []
+        streams: list[RawStream] = []
         try:
             for start in range(0, per_cycle, 100):
                 batch = range(start, min(per_cycle, start + 100))
                 streams += await asyncio.gather(
                     *(open_stream(gw.url, stream_request(i)) for i in batch)
                 )
-            await wait_until(lambda: all(s.arrivals for s in streams), 60, step=0.05)
+            await wait_until(functools.partial(all_arrived, streams), 60, step=0.05)
             assert {s.status for s in streams} == {200}
             for s in streams:
                 abort(s.writer)

@@ -58,11 +58,15 @@ class Setup:
         return path
 
 
-def file_named(fds: descriptor_pb2.FileDescriptorSet, name: str) -> descriptor_pb2.FileDescriptorProto:
+def file_named(
+    fds: descriptor_pb2.FileDescriptorSet, name: str
+) -> descriptor_pb2.FileDescriptorProto:
     return next(f for f in fds.file if f.name == name)
 
 
-def edit_rule(edit: Callable[[annotations_pb2.http_pb2.HttpRule], None], name: str) -> Callable[[Setup], str]:
+def edit_rule(
+    edit: Callable[[annotations_pb2.http_pb2.HttpRule], None], name: str
+) -> Callable[[Setup], str]:
     """A case that changes the http rule of ``Echo.Get`` (the first method)."""
 
     def prepare(setup: Setup) -> str:
@@ -146,7 +150,9 @@ def unresolved_type(setup: Setup) -> str:
 
 def duplicate_symbol(setup: Setup) -> str:
     fds = setup.fds()
-    extra = fds.file.add(name="testing/v1/dup.proto", package="transcoder.testing.v1", syntax="proto3")
+    extra = fds.file.add(
+        name="testing/v1/dup.proto", package="transcoder.testing.v1", syntax="proto3"
+    )
     extra.message_type.add(name="Nested")
     setup.write_set("dup.pb", fds)
     return "transcoder.testing.v1.Nested"  # the symbol; the line names one of the two files
@@ -274,7 +280,7 @@ CASES: list[tuple[str, Callable[[Setup], str]]] = [
     ("D5-duplicate-json-name", duplicate_json_name),
     ("D5-field-number-zero", field_number_zero),
     ("D8-no-leading-slash", edit_rule(set_get("v1/{string_field}"), "noslash")),
-    ("D8-two-double-wildcards", edit_rule(set_get("/v1/{string_field=**}/{optional_string=**}"), "twostar")),
+    ("D8-two-double-wildcards", edit_rule(set_get("/v1/{string_field=**}/{nested.name=**}"), "2")),
     ("D8-double-wildcard-not-last", edit_rule(set_get("/v1/**/{string_field}"), "starmid")),
     ("D8-variable-on-repeated", edit_rule(set_get("/v1/{repeated_string}"), "repeated")),
     ("D8-variable-on-message", edit_rule(set_get("/v1/{nested}"), "message")),
@@ -321,7 +327,9 @@ class Outcome:
     stderr: str
 
 
-def run_case(name: str, prepare: Callable[[Setup], str], directory: Path, descriptor_set: Path) -> Outcome:
+def run_case(
+    name: str, prepare: Callable[[Setup], str], directory: Path, descriptor_set: Path
+) -> Outcome:
     setup = Setup(directory, descriptor_set)
     try:
         needle = prepare(setup)
@@ -368,10 +376,14 @@ def run_case(name: str, prepare: Callable[[Setup], str], directory: Path, descri
 
 
 @pytest.fixture(scope="module")
-def outcomes(descriptor_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Outcome]]:
+def outcomes(
+    descriptor_set: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Outcome]]:
     with ThreadPoolExecutor(4) as pool:
         futures = {
-            name: pool.submit(run_case, name, prepare, tmp_path_factory.mktemp(name), descriptor_set)
+            name: pool.submit(
+                run_case, name, prepare, tmp_path_factory.mktemp(name), descriptor_set
+            )
             for name, prepare in CASES
         }
         yield {name: future.result() for name, future in futures.items()}

@@ -13,6 +13,7 @@ messages): CI 10 x 2,000; soak 100 x 10,000.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -99,7 +100,7 @@ def integrity(received: Received, count: int) -> tuple[int, int, int]:
     seen = set(indexes)
     lost = count - len(seen & set(range(count)))
     duplicated = len(indexes) - len(seen)
-    reordered = sum(1 for a, b in zip(indexes, indexes[1:], strict=False) if b <= a)
+    reordered = sum(1 for a, b in itertools.pairwise(indexes) if b <= a)
     if received.sse:
         ids = [event_id for _, _, event_id in received.items]
         reordered += sum(1 for i, event_id in enumerate(ids) if event_id != i + 1)
@@ -118,14 +119,18 @@ async def test_streams_deliver_every_message_once_in_order_and_soon(
     streams, count, interval = size((20, 250, 5), (100, 1000, 20))
     paced = await asyncio.gather(
         *(
-            consume(gw.url, f"/v1/stream/{count}?interval_ms={interval}", sse=i % 2 == 1, stamped=True)
+            consume(
+                gw.url, f"/v1/stream/{count}?interval_ms={interval}", sse=i % 2 == 1, stamped=True
+            )
             for i in range(streams)
         )
     )
     fire_streams, fire_count = size((10, 2000), (100, 10_000))
     firehose = await asyncio.gather(
         *(
-            consume(gw.url, f"/v1/stream/{fire_count}?payload_size=100", sse=i % 2 == 1, stamped=False)
+            consume(
+                gw.url, f"/v1/stream/{fire_count}?payload_size=100", sse=i % 2 == 1, stamped=False
+            )
             for i in range(fire_streams)
         )
     )

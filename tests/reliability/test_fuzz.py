@@ -62,10 +62,17 @@ STREAM_REQUEST = "transcoder.testing.v1.StreamRequest"
 # space so that the fuzz keeps looking for new ones:
 # - Download's HttpBody content type comes from ``optional_string``; one that is not
 #   latin-1 or holds CR/LF is a 500 or no answer at all (test_http_body_content_type_*);
-# - query parameters reach the raw fields of Any, Timestamp and Duration, and the echoed
-#   value cannot be written back (test_query_cannot_set_raw_fields_of_well_known_types).
+# - query parameters reach the raw fields of Any, Timestamp, Duration, FieldMask and
+#   Value, and the echoed value cannot be written back
+#   (test_query_cannot_set_raw_fields_of_well_known_types).
 BUGGY_FIELDS = {"Download": {"optionalString", "optional_string"}}
-BUGGY_QUERY_PREFIXES = ("anyField.", "any_field.", "timestamp.", "duration.")
+BUGGY_QUERY_PREFIXES = tuple(
+    f"{name}."
+    for name in (
+        "anyField", "any_field", "timestamp", "duration", "fieldMask", "field_mask",
+        "valueField", "value_field",
+    )
+)  # fmt: skip
 
 
 @dataclass
@@ -205,7 +212,9 @@ def headers(draw: st.DrawFn) -> list[tuple[bytes, bytes]]:
         if kind == 0:
             result.append((b"Grpc-Timeout", draw(st.sampled_from(TIMEOUTS)).encode("latin-1")))
         elif kind == 1:
-            key = draw(st.sampled_from(METADATA_KEYS) | st.from_regex(r"[a-z0-9._-]{1,12}", fullmatch=True))
+            key = draw(
+                st.sampled_from(METADATA_KEYS) | st.from_regex(r"[a-z0-9._-]{1,12}", fullmatch=True)
+            )
             if key.startswith("x-test"):
                 key = "x"
             result.append(((("Grpc-Metadata-" + key).encode("latin-1")), draw(header_value())))
@@ -290,7 +299,11 @@ def field_names(message: Descriptor, depth: int = 0) -> list[str]:
     for f in message.fields:
         for name in {f.json_name, f.name}:
             names.append(name)
-            if f.message_type is not None and depth < 1 and not f.message_type.GetOptions().map_entry:
+            if (
+                f.message_type is not None
+                and depth < 1
+                and not f.message_type.GetOptions().map_entry
+            ):
                 names.extend(f"{name}.{sub}" for sub in field_names(f.message_type, depth + 1))
             if f.message_type is not None and f.message_type.GetOptions().map_entry:
                 names.extend([f"{name}[k]", f"{name}[1]", f"{name}[true]"])
@@ -353,7 +366,9 @@ json_scalars = (
 )
 any_json = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -374,8 +389,10 @@ def scalar_values(f: FieldDescriptor) -> st.SearchStrategy[Any]:
         )
     if t == FieldDescriptor.TYPE_ENUM:
         return st.sampled_from(["RED", "BLUE", "red", "PURPLE", 7, -1, 1.5, 2**40, None])
-    return st.integers(-(2**65), 2**65) | st.integers(-(2**65), 2**65).map(str) | st.sampled_from(
-        ["1e2", 1e2, 1.5, "１２", "1_000", " 12", "0x10", "+5", None]
+    return (
+        st.integers(-(2**65), 2**65)
+        | st.integers(-(2**65), 2**65).map(str)
+        | st.sampled_from(["1e2", 1e2, 1.5, "\uff11\uff12", "1_000", " 12", "0x10", "+5", None])
     )
 
 
@@ -397,9 +414,14 @@ def single_value(f: FieldDescriptor, depth: int) -> st.SearchStrategy[Any]:
     name = message.full_name
     if name in WELL_KNOWN:
         return st.sampled_from(WELL_KNOWN[name])
-    if name.startswith("google.protobuf.") and name.endswith("Value") and name not in (
-        "google.protobuf.Value",
-        "google.protobuf.ListValue",
+    if (
+        name.startswith("google.protobuf.")
+        and name.endswith("Value")
+        and name
+        not in (
+            "google.protobuf.Value",
+            "google.protobuf.ListValue",
+        )
     ):
         return scalar_values(message.fields_by_name["value"]) | st.none()
     if name.startswith("google.protobuf."):  # Struct, Value, ListValue
@@ -420,7 +442,7 @@ def message_dict(message: Descriptor, depth: int = 0) -> st.SearchStrategy[dict[
             name = f.json_name if draw(st.integers(0, 3)) else f.name
             result[name] = draw(value_for(f, depth))
         if draw(st.integers(0, 9)) == 0:
-            result[draw(st.sampled_from(RANDOM_KEYS + ["nope"]))] = draw(json_scalars)
+            result[draw(st.sampled_from([*RANDOM_KEYS, "nope"]))] = draw(json_scalars)
         return result
 
     return build()
@@ -454,7 +476,11 @@ def mutate(text: bytes, draw: st.DrawFn) -> bytes:
         return text.replace(b"}", b',"x":NaN}', 1)
     if kind == 5 and len(text) > 2:
         index = draw(st.integers(1, len(text) - 1))
-        return text[:index] + draw(st.sampled_from([b"\xc3\x28", b"\xed\xa0\x80", b"\xff"])) + text[index:]
+        return (
+            text[:index]
+            + draw(st.sampled_from([b"\xc3\x28", b"\xed\xa0\x80", b"\xff"]))
+            + text[index:]
+        )
     return text
 
 
@@ -479,7 +505,8 @@ def body_for(draw: st.DrawFn, route: Route) -> bytes:
     elif route.body == "*":
         value = draw(message_dict(route.method.input_type))
     else:
-        assert route.body_field is not None and route.body_field.message_type is not None
+        assert route.body_field is not None
+        assert route.body_field.message_type is not None
         value = draw(message_dict(route.body_field.message_type))
     text = json.dumps(value, ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass")
     return mutate(text, draw) if kind == 4 else text
@@ -501,9 +528,7 @@ def cases(draw: st.DrawFn, routes: tuple[Route, ...]) -> Case:
     return Case(method, target, draw(headers()), draw(body_for(route)), route.describe())
 
 
-def test_fuzz_generated_requests_every_route(
-    target: Target, size: Size, figure: Figure
-) -> None:
+def test_fuzz_generated_requests_every_route(target: Target, size: Size, figure: Figure) -> None:
     """G1/G2: generated paths, queries, headers and bodies at every route."""
     examples = size(2500, 200_000)
     hit: Counter[str] = Counter()
@@ -518,7 +543,8 @@ def test_fuzz_generated_requests_every_route(
         max_examples=examples,
         deadline=None,
         database=None,
-        derandomize=not size.soak,
+        derandomize=not size.soak,  # CI: the same cases each run; soak: new ones
+        print_blob=True,
         suppress_health_check=list(HealthCheck),
     )(one)()
     elapsed = time.monotonic() - started
@@ -599,7 +625,7 @@ CATALOGUE: list[tuple[str, Case, int | None]] = [
     ("J10-5000-digits", post(b'{"int64Field":' + b"9" * 5000 + b"}"), 400),
     ("J11-fraction", post(b'{"int32Field":1.5}'), 400),
     ("J11-exponent", post(b'{"int32Field":1e2}'), 200),
-    ("J12-fullwidth", post('{"int32Field":"１２"}'.encode()), 400),
+    ("J12-fullwidth", post('{"int32Field":"\uff11\uff12"}'.encode()), 400),
     ("J12-underscore", post(b'{"int32Field":"1_000"}'), 400),
     ("J12-space", post(b'{"int32Field":" 12"}'), 400),
     ("J13-deep-array", post(b"[" * 10_000 + b"]" * 10_000), 400),
@@ -692,7 +718,7 @@ CATALOGUE: list[tuple[str, Case, int | None]] = [
     ("H7-bin-invalid", get("/v1/everything/a", ("Grpc-Metadata-t-bin", "!!!")), 400),
     ("H7-bin-unpadded", get("/v1/everything/a", ("Grpc-Metadata-t-bin", "YQ")), 200),
     ("H8-16KiB-value", get("/v1/everything/a", ("Grpc-Metadata-x", "v" * 16_384)), 431),
-    ("H8-300-keys", get("/v1/everything/a", *((f"Grpc-Metadata-k{i}", "v") for i in range(300))), 431),
+    ("H8-300-keys", get("/v1/everything/a", *((f"Grpc-Metadata-k{i}", "v") for i in range(300))), 431),  # noqa: E501
     ("H10-empty", get("/v1/everything/a", ("Grpc-Timeout", "")), 400),
     ("H10-no-digits", get("/v1/everything/a", ("Grpc-Timeout", "S")), 400),
     ("H10-no-unit", get("/v1/everything/a", ("Grpc-Timeout", "1")), 400),
@@ -703,7 +729,7 @@ CATALOGUE: list[tuple[str, Case, int | None]] = [
     ("H10-fullwidth", get("/v1/everything/a", ("Grpc-Timeout", "\xef\xbc\x91S")), 400),
     ("H10-twice", get("/v1/everything/a", ("Grpc-Timeout", "5S"), ("Grpc-Timeout", "6S")), 400),
     ("H11-huge", get("/v1/everything/a", ("Grpc-Timeout", "99999999H")), 200),
-    ("H13-two-authorization", get("/v1/everything/a", ("Authorization", "a"), ("Authorization", "b")), 400),
+    ("H13-two-authorization", get("/v1/everything/a", ("Authorization", "a"), ("Authorization", "b")), 400),  # noqa: E501
     ("H14-x-forwarded-for", get("/v1/everything/a", ("X-Forwarded-For", "1.2.3.4")), 200),
     ("H15-underscore-name", get("/v1/everything/a", ("Grpc_Metadata-x", "v")), 200),
     ("H17-accept-1000-ranges", get("/v1/stream/2", ("Accept", "text/x;q=0.1," * 1000)), 200),
@@ -730,7 +756,9 @@ def test_pipelined_requests_are_answered_in_order(target: Target) -> None:
         sock.sendall(requests)
         data = b""
         deadline = time.monotonic() + 10
-        while data.count(b"HTTP/1.1 200") < 10 and time.monotonic() < deadline:
+        while len(re.findall(rb'"stringField":"p[0-9]"', data)) < 10:
+            if time.monotonic() > deadline:
+                break
             chunk = sock.recv(65536)
             if not chunk:
                 break
@@ -780,11 +808,11 @@ FRAMING_ROWS = [
      b"Content-Length: 2\r\n\r\n{}"),
     ("F3-lf-in-chunk-size", b"POST /v1/everything HTTP/1.1\r\nHost: x\r\n"
      b"Transfer-Encoding: chunked\r\n\r\n2;a\nb\r\n{}\r\n0\r\n\r\n"),
-    ("H1-control-char-in-value", b"GET /v1/everything/a HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n"),
+    ("H1-control-char-in-value", b"GET /v1/everything/a HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n"),  # noqa: E501
     ("H1-nul-in-value", b"GET /v1/everything/a HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n"),
     ("H3-del-in-metadata", b"GET /v1/everything/a HTTP/1.1\r\nHost: x\r\n"
      b"Grpc-Metadata-x: a\x7fb\r\n\r\n"),
-    ("H-space-in-name", b"GET /v1/everything/a HTTP/1.1\r\nHost: x\r\nGrpc-Metadata-a b: v\r\n\r\n"),
+    ("H-space-in-name", b"GET /v1/everything/a HTTP/1.1\r\nHost: x\r\nGrpc-Metadata-a b: v\r\n\r\n"),  # noqa: E501
     ("P12-raw-utf8-in-path", b"GET /v1/everything/\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n"),
     ("P14-unknown-method", b"FOO /v1/everything/a HTTP/1.1\r\nHost: x\r\n\r\n"),
     ("F-garbage", b"GARBAGE\r\n\r\n"),
@@ -797,7 +825,9 @@ FRAMING_ROWS = [
     "400 text/plain 'Invalid HTTP request received.', not the contract's JSON error (§5); "
     "protocol.py converts only its own 414/431",
 )
-@pytest.mark.parametrize("request_bytes", [r[1] for r in FRAMING_ROWS], ids=[r[0] for r in FRAMING_ROWS])
+@pytest.mark.parametrize(
+    "request_bytes", [r[1] for r in FRAMING_ROWS], ids=[r[0] for r in FRAMING_ROWS]
+)
 def test_framing_error_is_a_json_400(target: Target, request_bytes: bytes) -> None:
     response = sync_request(target.gateway.address, request_bytes)
     assert response.status == 400
@@ -869,8 +899,9 @@ def test_http_body_content_type_with_crlf_gets_an_answer(
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the query binder lets a parameter set the raw fields of Any, Timestamp and "
-    "Duration (contract §3: well-known types by their JSON string form only), so an "
+    reason="the query binder lets a parameter set the raw fields of Any, Timestamp, "
+    "Duration, FieldMask and Value (contract §3: well-known types by their JSON string "
+    "form only), so an "
     "out-of-range or undecodable value reaches the upstream; echoed back, the response "
     "cannot be written as JSON: a 500 INTERNAL caused by the request, where 400 is due",
 )
@@ -880,6 +911,8 @@ def test_http_body_content_type_with_crlf_gets_an_answer(
         "anyField.typeUrl=0",
         "timestamp.seconds=-99999999999",
         "duration.seconds=5&duration.nanos=-5",
+        "fieldMask.paths=True",
+        "valueField.numberValue=NaN",
     ],
 )
 def test_query_cannot_set_raw_fields_of_well_known_types(target: Target, query: str) -> None:

@@ -94,7 +94,7 @@ CASES = [
 ]  # fmt: skip
 # Heads of megabytes (notes H9, P1, Q6): refused as fast, but see the xfail below.
 HUGE = [
-    ("H9-20000-headers", head(headers=b"".join(b"X-H%05d: " % i + b"v" * 90 + b"\r\n" for i in range(20_000))), 431),
+    ("H9-20000-headers", head(headers=b"".join(b"X-H%05d: " % i + b"v" * 90 + b"\r\n" for i in range(20_000))), 431),  # noqa: E501
     ("H9-one-1MB-header", head(headers=b"X-Big: " + b"v" * 1_000_000 + b"\r\n"), 431),
     ("P1-1MiB-path", head(target=url_of(1 << 20)), 414),
     ("Q6-1MiB-query", head(target=b"/v1/everything/a?" + b"a=1&" * 262_144), 414),
@@ -153,7 +153,7 @@ async def test_megabyte_heads_get_their_refusal(
 ) -> None:
     gw = gateway_process(upstream.address)
     await wait_ready(gw.url)
-    statuses = []
+    statuses: list[int | str] = []
     for _ in range(5):
         try:
             response, _ = await exchange(gw.url, request_bytes)

@@ -52,7 +52,7 @@ def int_array_body(size: int, last: bytes = b"0") -> bytes:
 async def test_body_limit_edges_and_chunked_overrun(
     gateway_process: GatewayFactory, upstream: TestUpstream, figure: Figure
 ) -> None:
-    """G3: max−1 → 200, max → 200, max+1 → 413 JSON; chunked over-limit cut early."""
+    """G3: max-1 → 200, max → 200, max+1 → 413 JSON; chunked over-limit cut early."""
     gw = gateway_process(upstream.address)
     await wait_ready(gw.url)
     statuses = {}
@@ -116,7 +116,7 @@ async def test_body_limit_edges_and_chunked_overrun(
 async def test_amplification_of_concurrent_4mib_bodies(
     gateway_process: GatewayFactory, upstream: TestUpstream, figure: Figure, size: Size
 ) -> None:
-    """G4: 10 concurrent 4 MiB bodies: peak RSS growth ≤ 10× the bytes in flight."""
+    """G4: 10 concurrent 4 MiB bodies: peak RSS growth ≤ 10x the bytes in flight."""
     concurrent = size(10, 10)
     gw = gateway_process(upstream.address)
     await wait_ready(gw.url)
@@ -178,7 +178,7 @@ HOSTILE = [
     ("J10-5000-digits", b'{"int64Field":' + b"9" * 5000 + b"}"),
     ("J10-5000-digit-string", b'{"int64Field":"' + b"9" * 5000 + b'"}'),
     ("J10-5000-digit-double", b'{"doubleField":' + b"9" * 5000 + b"}"),
-    ("J12-fullwidth", '{"int32Field":"１２"}'.encode()),
+    ("J12-fullwidth", '{"int32Field":"\uff11\uff12"}'.encode()),
     ("J12-underscore", b'{"int32Field":"1_000"}'),
     ("J12-space", b'{"int32Field":" 12"}'),
     ("J13-10000-arrays", b"[" * 10_000 + b"]" * 10_000),

@@ -65,7 +65,10 @@ async def test_sigterm_ends_every_stream_and_exits_zero(
     try:
         for start in range(0, count, 100):
             streams += await asyncio.gather(
-                *(open_stream(gw.url, stream_request(i % 2 == 1)) for i in range(start, min(count, start + 100)))
+                *(
+                    open_stream(gw.url, stream_request(i % 2 == 1))
+                    for i in range(start, min(count, start + 100))
+                )
             )
         await wait_until(lambda: all(s.arrivals for s in streams), 30, step=0.05)
         assert {s.status for s in streams} == {200}

@@ -40,7 +40,9 @@ async def test_stalled_clients_cost_bounded_memory_and_are_dropped(
     raise_fd_limit(2 * clients + 256)
     gw = gateway_process(upstream.address, streaming={"send_timeout_seconds": send_timeout})
     await wait_ready(gw.url)
-    warm = await http_request(gw.url, b"GET /v1/stream/3?payload_size=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    warm = await http_request(
+        gw.url, b"GET /v1/stream/3?payload_size=1000 HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
     assert warm.status == 200
     await asyncio.sleep(0.5)
     base_rss, base_fds = gw.rss_kib(), gw.fds()

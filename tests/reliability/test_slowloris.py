@@ -1,9 +1,10 @@
 """G15: slowloris: connections that trickle their request head are shed on time.
 
-M connections (a process of their own: ``tests/reliability/trickle.py``) each send a request line, then one header line every 0.5 s and
-never finish the head.  The gateway must close each within
-``http.header_timeout_seconds`` + 1 s of its start, and normal requests made
-while they are open must stay fast: p99 ≤ 2x the p99 measured before.
+M connections (a process of their own: ``tests/reliability/trickle.py``) each
+send a request line, then one header line every 0.5 s and never finish the head.
+The gateway must close each within ``http.header_timeout_seconds`` + 1 s of its
+start, and normal requests made while they are open must stay fast: p99 ≤ 2x the
+p99 measured before.
 
 CI: 1,000 trickling connections, header timeout 5 s.  Soak: 5,000 at the default
 10 s.
@@ -18,9 +19,9 @@ import time
 import anyio
 
 from tests.reliability.conftest import (
+    ROOT,
     Figure,
     GatewayFactory,
-    ROOT,
     Size,
     http_request,
     percentile,

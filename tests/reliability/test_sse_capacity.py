@@ -32,7 +32,9 @@ from tests.reliability.conftest import (
 )
 from tests.upstream import TestUpstream
 
-IDLE_STREAM = b"GET /v1/stream/0?interval_ms=3600000 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+IDLE_STREAM = (
+    b"GET /v1/stream/0?interval_ms=3600000 HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+)
 
 
 async def test_idle_sse_capacity_then_disconnect_cleanup(
@@ -54,7 +56,9 @@ async def test_idle_sse_capacity_then_disconnect_cleanup(
     try:
         for start in range(0, streams_wanted, 100):  # batches: stay within the accept backlog
             batch = min(100, streams_wanted - start)
-            streams += await asyncio.gather(*(open_stream(gw.url, IDLE_STREAM) for _ in range(batch)))
+            streams += await asyncio.gather(
+                *(open_stream(gw.url, IDLE_STREAM) for _ in range(batch))
+            )
         # Every stream answered 200 and delivered its first event.
         await wait_until(lambda: all(s.arrivals for s in streams), 60, step=0.1)
         opened = loop.time()
@@ -117,7 +121,8 @@ async def test_idle_sse_capacity_then_disconnect_cleanup(
             fds_baseline=base_fds,
         )
         assert cancelled == len(streams)
-        assert tasks_s is not None and fds_s is not None
+        assert tasks_s is not None
+        assert fds_s is not None
         # 2 s in the goal; 2.5x headroom for the shared machine.
         assert max(upstream_s, tasks_s, fds_s) <= 5.0
         assert gw.alive()

@@ -25,8 +25,7 @@ from tests.reliability.conftest import (
 from tests.upstream import TestUpstream
 
 SLOW_UNARY = (
-    b"GET /v1/everything/slow HTTP/1.1\r\nHost: x\r\n"
-    b"Grpc-Metadata-x-test-delay-ms: 20000\r\n\r\n"
+    b"GET /v1/everything/slow HTTP/1.1\r\nHost: x\r\nGrpc-Metadata-x-test-delay-ms: 20000\r\n\r\n"
 )
 SLOW_STREAM = b"GET /v1/stream/3?initial_delay_ms=20000 HTTP/1.1\r\nHost: x\r\n\r\n"
 

@@ -100,7 +100,9 @@ async def test_silent_tcp_upstream_never_hangs_a_call(
         with_deadline, with_deadline_s = await timed(
             gw.url, b"GET /v1/everything/a HTTP/1.1\r\nHost: x\r\nGrpc-Timeout: 1S\r\n\r\n"
         )
-        default, default_s = await timed(gw.url, b"GET /v1/everything/a HTTP/1.1\r\nHost: x\r\n\r\n")
+        default, default_s = await timed(
+            gw.url, b"GET /v1/everything/a HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
         stream, stream_s = await timed(
             gw.url, b"GET /v1/stream/1 HTTP/1.1\r\nHost: x\r\nGrpc-Timeout: 1S\r\n\r\n"
         )

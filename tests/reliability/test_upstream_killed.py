@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
-
 from pathlib import Path
 
 from tests.faults import FaultProcess
@@ -63,23 +61,32 @@ async def test_open_streams_end_with_one_error_when_the_upstream_dies(
     raise_fd_limit(4 * count + 256)
     fault = FaultProcess(descriptor_set)
     fault.start()
-    curls: list[subprocess.Popen[bytes]] = []
+    curls: list[asyncio.subprocess.Process] = []
     streams: list[RawStream] = []
     try:
         gw = gateway_process(fault.address)
         await wait_ready(gw.url)
         for start in range(0, count, 100):
             streams += await asyncio.gather(
-                *(open_stream(gw.url, request(i % 2 == 1)) for i in range(start, min(count, start + 100)))
+                *(
+                    open_stream(gw.url, request(i % 2 == 1))
+                    for i in range(start, min(count, start + 100))
+                )
             )
         curl = shutil.which("curl")
         if curl is not None:
             for accept in ("text/event-stream", "application/x-ndjson"):
                 curls.append(
-                    subprocess.Popen(
-                        [curl, "-sSN", "--max-time", "30", "-H", f"Accept: {accept}", gw.url + PATH],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.PIPE,
+                    await asyncio.create_subprocess_exec(
+                        curl,
+                        "-sSN",
+                        "--max-time",
+                        "30",
+                        "-H",
+                        f"Accept: {accept}",
+                        gw.url + PATH,
+                        stdout=asyncio.subprocess.DEVNULL,
+                        stderr=asyncio.subprocess.DEVNULL,
                     )
                 )
         await wait_until(lambda: all(len(s.arrivals) >= 2 for s in streams), 30, step=0.05)
@@ -92,16 +99,14 @@ async def test_open_streams_end_with_one_error_when_the_upstream_dies(
         ended_after = max(s.arrivals[-1] for s in streams) - killed
         curl_codes = []
         for process in curls:
-            process.wait(10)
-            curl_codes.append(process.returncode)
+            async with asyncio.timeout(10):
+                curl_codes.append(await process.wait())
     finally:
         await close_streams(streams)
         for process in curls:
-            if process.poll() is None:
+            if process.returncode is None:
                 process.kill()
-                process.wait()
-            if process.stderr is not None:
-                process.stderr.close()
+                await process.wait()
         fault.stop()
     errors = [terminal_error(s, i % 2 == 1) for i, s in enumerate(streams)]
     good = sum(
@@ -117,7 +122,8 @@ async def test_open_streams_end_with_one_error_when_the_upstream_dies(
         last_end_after_kill_s=round(ended_after, 2),
         curl_exit_codes=",".join(map(str, curl_codes)) or "no-curl",
     )
-    assert good == len(streams), [s.data[-200:] for s, e in zip(streams, errors, strict=True) if e is None][:3]
+    assert good == len(streams), [
+        s.data[-200:] for s, e in zip(streams, errors, strict=True) if e is None
+    ][:3]
     assert ended_after <= 2.0 * 2  # 2 s in the goal; 2x headroom
     assert all(code == 0 for code in curl_codes)
-

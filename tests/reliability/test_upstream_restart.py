@@ -64,9 +64,7 @@ async def test_upstream_outage_and_return(
     fault = FaultProcess(descriptor_set)
     fault.start()
     try:
-        gw = gateway_process(
-            fault.address, upstream={"max_reconnect_backoff_seconds": backoff}
-        )
+        gw = gateway_process(fault.address, upstream={"max_reconnect_backoff_seconds": backoff})
         await wait_ready(gw.url)
         pid = gw.pid
         probes: list[Probe] = []
@@ -87,11 +85,16 @@ async def test_upstream_outage_and_return(
     before = [p for p in probes if p.at < killed]
     during = [p for p in probes if killed + 0.3 <= p.at < back and p.what == "unary"]
     after_ok = [p for p in probes if p.at >= back and p.status == 200]
-    assert before and all(p.status == 200 for p in before)
+    assert before
+    assert all(p.status == 200 for p in before)
     first_ok = min((p.at + p.seconds for p in after_ok if p.what == "unary"), default=None)
     ready_again = min((p.at + p.seconds for p in after_ok if p.what == "readyz"), default=None)
     not_ready = min(
-        (p.at + p.seconds for p in probes if p.at >= killed and p.what == "readyz" and p.status == 503),
+        (
+            p.at + p.seconds
+            for p in probes
+            if p.at >= killed and p.what == "readyz" and p.status == 503
+        ),
         default=None,
     )
     slowest_503 = max((p.seconds for p in during), default=0.0)

@@ -54,9 +54,8 @@ async def main(host: str, port: int, count: int) -> None:
     dripper.cancel()
     for writer in writers:
         writer.transport.abort()
-    sys.stdout.write(
-        f"closed {len(closed)} min={min(closed, default=-1):.3f} max={max(closed, default=-1):.3f}\n"
-    )
+    low, high = min(closed, default=-1), max(closed, default=-1)
+    sys.stdout.write(f"closed {len(closed)} min={low:.3f} max={high:.3f}\n")
     sys.stdout.flush()
 
 
