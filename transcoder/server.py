@@ -54,7 +54,8 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=math.ceil(http.shutdown_grace_seconds),
-        http=GuardedHttpToolsProtocol,
+        http=GuardedHttpToolsProtocol,  # httptools, with the connection limits
+        loop="uvloop",  # ~20-25% less CPU per gRPC call than asyncio's loop (python-stack §3)
     )
     options.update(overrides)
     config = uvicorn.Config(app, **options)
