@@ -31,7 +31,12 @@ from google.protobuf.message import Message
 from transcoder.access_log import AccessLog
 from transcoder.errors import GatewayError, render
 from transcoder.http_rules import MethodKind, Route, RoutePlan
-from transcoder.metadata import deadline, outgoing_metadata, response_headers
+from transcoder.metadata import (
+    content_type_header,
+    deadline,
+    outgoing_metadata,
+    response_headers,
+)
 from transcoder.metrics import Exchange, Metrics
 from transcoder.negotiation import choose
 from transcoder.protojson import Codecs
@@ -141,6 +146,11 @@ class Gateway:
                 content_encoding = value.decode("latin-1")
             elif name == b"accept":
                 accept.append(value.decode("latin-1"))
+            elif name == b"upgrade" and b"websocket" in value.lower():
+                # Contract §11: bidirectional methods over WebSocket are planned, not built.
+                raise GatewayError.invalid_argument(
+                    "upgrade", "WebSocket is not served yet; use HTTP (contract §11)"
+                )
         request = build_request(
             match,
             RequestParts(query, body, content_type, content_encoding),
@@ -159,6 +169,7 @@ class Gateway:
                 default_seconds=options.unary_timeout_seconds,
                 max_seconds=options.max_timeout_seconds,
             )
+            _check_not_expired(timeout)
             await self._unary(match, request, metadata, timeout, receive, send, exchange)
         else:
             timeout = deadline(
@@ -166,6 +177,7 @@ class Gateway:
                 default_seconds=options.stream_timeout_seconds,
                 max_seconds=options.max_timeout_seconds,
             )
+            _check_not_expired(timeout)
             await self._stream(route, request, metadata, timeout, accept, receive, send, exchange)
 
     def _check_request_size(
@@ -228,7 +240,7 @@ class Gateway:
             if key == "x-http-code":
                 status = _http_code(value)
         if route.response_is_http_body:
-            content_type = response.content_type.encode("latin-1") or b"application/octet-stream"  # type: ignore[attr-defined]
+            content_type = content_type_header(response.content_type)  # type: ignore[attr-defined]
             body: bytes = response.data  # type: ignore[attr-defined]
         else:
             codec = self.codecs.codec(route.method.output_type)
@@ -284,6 +296,12 @@ class Gateway:
             exchange.upstream_seconds = time.perf_counter() - started
             exchange.messages = stream.messages_sent
             exchange.keepalives = stream.keepalives_sent
+
+
+def _check_not_expired(timeout: float | None) -> None:
+    """``Grpc-Timeout: 0S`` is already over: 504 without calling (grpc rounds 0 up to 1 ms)."""
+    if timeout is not None and timeout <= 0:
+        raise GatewayError(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline has already passed")
 
 
 def _observed(send: Send, exchange: Exchange) -> Send:

@@ -37,10 +37,13 @@ Decisions beyond the contract:
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from collections.abc import Iterable
 
 from transcoder.errors import GatewayError
+
+log = logging.getLogger("transcoder")
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 
@@ -194,3 +197,20 @@ def response_headers(
                 continue
         headers.append(((prefix + key).encode("ascii"), encoded))
     return headers
+
+
+_MEDIA_TYPE = re.compile(r"[\x21-\x7e][\x20-\x7e]*")
+
+
+def content_type_header(text: str) -> bytes:
+    """An upstream ``google.api.HttpBody`` content type as a header value.
+
+    It comes from the upstream, so it is checked like any value put into a header:
+    CR/LF would split the response, non-latin-1 text would fail in uvicorn.  An
+    invalid or empty one becomes ``application/octet-stream``.
+    """
+    if _MEDIA_TYPE.fullmatch(text):
+        return text.encode("ascii")
+    if text:
+        log.warning("upstream HttpBody content type %r is not a valid header value", text)
+    return b"application/octet-stream"

@@ -136,6 +136,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._refusal is None:
             super().on_message_complete()
 
+    def send_400_response(self, msg: str) -> None:
+        """The parser refused the request (bad framing, bad header bytes): JSON, not text."""
+        self._refusal = None  # a parse error ends the connection whatever came before
+        self._refuse(GatewayError.invalid_argument("request", "malformed HTTP request"))
+
     def _arm(self) -> None:
         self._disarm()
         self._header_timer = self.loop.call_later(self.header_timeout_seconds, self._timed_out)

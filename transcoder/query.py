@@ -166,9 +166,18 @@ def _is_map(field: FieldDescriptor) -> bool:
 
 
 def _check_traversable(field: FieldDescriptor, name: str) -> None:
-    """Only singular message fields may have fields set inside them (reliability Q4)."""
+    """Only singular message fields may have fields set inside them (reliability Q4).
+
+    Well-known types are leaves: contract §3 sets them by their JSON string form
+    only (``timestamp=2024-01-01T00:00:00Z``, not ``timestamp.seconds=...``), which
+    also keeps values JSON cannot show (a Timestamp past year 9999) out.
+    """
     if field.message_type is None:
         raise _invalid(name, f"{field.name} is not a message field; it has no fields to set")
+    if field.message_type.full_name.startswith("google.protobuf."):
+        raise _invalid(
+            name, f"{field.name} is a {field.message_type.name}: set it by its JSON string form"
+        )
     if _is_map(field):
         raise _invalid(name, f"cannot set a field inside map field {field.name}")
     if field.is_repeated:

@@ -56,6 +56,7 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
         timeout_graceful_shutdown=math.ceil(http.shutdown_grace_seconds),
         http=GuardedHttpToolsProtocol,  # httptools, with the connection limits
         loop="uvloop",  # ~20-25% less CPU per gRPC call than asyncio's loop (python-stack §3)
+        ws="none",  # no WebSocket yet (contract §11): an upgrade is answered as HTTP, 400
     )
     options.update(overrides)
     config = uvicorn.Config(app, **options)

@@ -43,7 +43,7 @@ from google.protobuf.message import Message
 
 from transcoder import framing
 from transcoder.errors import GatewayError, error_bytes, render
-from transcoder.metadata import response_headers
+from transcoder.metadata import content_type_header, response_headers
 from transcoder.negotiation import StreamFormat
 from transcoder.protojson import MessageCodec
 
@@ -297,7 +297,7 @@ class Stream:
             if first_read in done:
                 message = first_read.result()  # raises the call's error before any commit
                 if self.fmt is None and message is not grpc.aio.EOF:
-                    self.raw_content_type = message.content_type.encode("latin-1") or b""
+                    self.raw_content_type = content_type_header(message.content_type)
                 headers = await self.call.initial_metadata()
                 await self._commit(headers)
                 return message  # type: ignore[no-any-return]

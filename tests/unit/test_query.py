@@ -1272,3 +1272,25 @@ def test_formatted_values_round_trip(
     assert message.bool_field is flag
     assert message.color == number
     assert dict(message.map_int64_string) == {int64: "v"}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"timestamp.seconds=5",
+        b"duration.nanos=-5",
+        b"field_mask.paths=a",
+        b"any_field.type_url=x",
+        b"value_field.number_value=1",
+        b"int32_wrapper.value=3",
+        b"struct_field.fields=1",
+    ],
+    ids=["timestamp", "duration", "field-mask", "any", "value", "wrapper", "struct"],
+)
+def test_well_known_types_are_set_only_by_their_string_form(
+    everything: type[Message], query: bytes
+) -> None:
+    """Regression: the binder walked into well-known types, so ``timestamp.seconds=-99999999999``
+    reached the upstream and the echoed response could not be written as JSON (a 500).
+    Contract §3 sets them by their JSON string form only; their fields are not bindable."""
+    assert "JSON string form" in bind_error(everything, query)
