@@ -466,7 +466,7 @@ def main() -> None:
     results = args.results or run_harness(args.bench, args)
     medians = harness_medians(results)
     sse = None
-    if not (args.skip_sse or args.results):
+    if not args.skip_sse:
         print("== SSE rate and idle SSE streams", flush=True)
         sse = measure_sse(args.build, args)
     print(f"\nmachine: {os.cpu_count()} cores, load {os.getloadavg()}, {platform.platform()}")

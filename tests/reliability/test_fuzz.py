@@ -24,7 +24,6 @@ failure (``fail_code``), so every 5xx would be the gateway's own.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import re
 import socket
@@ -57,22 +56,6 @@ from transcoder.http_rules import Route, build_plan
 from transcoder.path_template import DoubleWildcard, Literal, Wildcard
 
 STREAM_REQUEST = "transcoder.testing.v1.StreamRequest"
-
-# Known gateway bugs, each with its own strict xfail test, kept out of the generated
-# space so that the fuzz keeps looking for new ones:
-# - Download's HttpBody content type comes from ``optional_string``; one that is not
-#   latin-1 or holds CR/LF is a 500 or no answer at all (test_http_body_content_type_*);
-# - query parameters reach the raw fields of Any, Timestamp, Duration, FieldMask and
-#   Value, and the echoed value cannot be written back
-#   (test_query_cannot_set_raw_fields_of_well_known_types).
-BUGGY_FIELDS = {"Download": {"optionalString", "optional_string"}}
-BUGGY_QUERY_PREFIXES = tuple(
-    f"{name}."
-    for name in (
-        "anyField", "any_field", "timestamp", "duration", "fieldMask", "field_mask",
-        "valueField", "value_field",
-    )
-)  # fmt: skip
 
 
 @dataclass
@@ -323,12 +306,7 @@ def query_for(draw: st.DrawFn, route: Route) -> str:
             key = draw(st.sampled_from(RANDOM_KEYS))
             pairs.append(f"{key}={draw(st.sampled_from(VALUE_TOKENS)).replace(' ', '%20')}")
         return "&".join(pairs)
-    avoid = BUGGY_FIELDS.get(route.method.name, set())
-    names = [
-        n
-        for n in field_names(route.method.input_type)
-        if n not in avoid and not n.startswith(BUGGY_QUERY_PREFIXES)
-    ] + RANDOM_KEYS
+    names = field_names(route.method.input_type) + RANDOM_KEYS
     pairs = []
     for _ in range(draw(st.integers(1, 4))):
         key = draw(st.sampled_from(names))
@@ -767,38 +745,7 @@ def test_pipelined_requests_are_answered_in_order(target: Target) -> None:
     assert names == list(range(10))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="uvicorn's httptools protocol answers an HTTP/1.0 request for a stream with "
-    "'HTTP/1.1 200' and Transfer-Encoding: chunked, which an HTTP/1.0 client cannot decode "
-    "(notes F7: delimit the body by closing the connection)",
-)
-def test_http10_stream_is_delimited_by_close(target: Target) -> None:
-    """F7: an HTTP/1.0 client gets the stream without chunked framing, ended by close."""
-    with socket.create_connection(target.gateway.address, timeout=10) as sock:
-        sock.sendall(b"GET /v1/stream/2 HTTP/1.0\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200")
-    assert b"transfer-encoding" not in head.lower()
-    assert body == b'{"index":0,"payload":""}\n{"index":1,"payload":""}\n'
-
-
-# -- gateway bugs found here (strict xfail: each turns into a pass when fixed) ------------
-
-
-@contextlib.contextmanager
-def own_gateway(target: Target, descriptor_set: Path, directory: Path) -> Iterator[GatewayProcess]:
-    """A gateway of its own, for a bug that leaves a traceback in its log (checked by the test)."""
-    gateway = spawn_gateway(descriptor_set, directory, target.upstream.address)
-    try:
-        yield gateway
-    finally:
-        gateway.process.kill()
-        gateway.process.wait()
-
+# -- regressions: gateway bugs this file found, fixed since (docstring: cause and fix) ---
 
 FRAMING_ROWS = [
     ("F1-cl-and-te", b"POST /v1/everything HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
@@ -819,28 +766,28 @@ FRAMING_ROWS = [
 ]  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="framing errors are answered by uvicorn's httptools protocol before the app: "
-    "400 text/plain 'Invalid HTTP request received.', not the contract's JSON error (§5); "
-    "protocol.py converts only its own 414/431",
-)
 @pytest.mark.parametrize(
     "request_bytes", [r[1] for r in FRAMING_ROWS], ids=[r[0] for r in FRAMING_ROWS]
 )
-def test_framing_error_is_a_json_400(target: Target, request_bytes: bytes) -> None:
+def test_regression_framing_error_is_a_json_400(target: Target, request_bytes: bytes) -> None:
+    """Framing errors were uvicorn's 400 text/plain 'Invalid HTTP request received.'.
+
+    Cause: the HTTP parser refuses these before the app sees a request, and only the
+    protocol's own 414/431 were rendered as the contract's error (§5).  Fix: the
+    guarded protocol answers parser errors with the JSON error object too.
+    """
     response = sync_request(target.gateway.address, request_bytes)
     assert response.status == 400
     check_error(response)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a WebSocket upgrade on a route reaches uvicorn's websocket protocol; app.py "
-    "returns without accepting, uvicorn answers 500 text/plain and logs 'ASGI callable "
-    "returned without completing handshake' (a gateway 5xx; contract §2/§11: not routed)",
-)
-def test_websocket_upgrade_is_refused_with_a_json_error(target: Target) -> None:
+def test_regression_websocket_upgrade_is_a_json_400(target: Target) -> None:
+    """A WebSocket upgrade on a route was uvicorn's 500 text/plain (a gateway 5xx).
+
+    Cause: uvicorn handed the upgrade to its websocket protocol and the app returned
+    without accepting ('ASGI callable returned without completing handshake').  Fix:
+    uvicorn runs with ``ws="none"`` and the gateway answers 400 (contract §11: not yet).
+    """
     case = get(
         "/v1/everything/a",
         ("Connection", "Upgrade"),
@@ -848,63 +795,44 @@ def test_websocket_upgrade_is_refused_with_a_json_error(target: Target) -> None:
         ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
         ("Sec-WebSocket-Version", "13"),
     )
-    response = send(target, case)
-    assert 400 <= response.status < 500
+    assert send(target, case).status == 400
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README: 'Grpc-Timeout: 0S is an already-expired deadline (504)'; gateway.py passes "
-    "timeout=0.0 to grpc, whose core rounds the deadline up to the next millisecond, so a "
-    "fast upstream answers first (200 in ~97% of calls on loopback)",
-)
-def test_zero_grpc_timeout_is_504(target: Target) -> None:
+def test_regression_zero_grpc_timeout_is_504(target: Target) -> None:
+    """``Grpc-Timeout: 0S`` (README: an already-expired deadline, 504) was 200 in ~97%.
+
+    Cause: the gateway passed ``timeout=0.0`` to grpc, whose core rounds a deadline up
+    to the next millisecond, so a fast upstream answered first.  Fix: a deadline of 0
+    is answered 504 at once, without calling the upstream.
+    """
     statuses = Counter(
         send(target, get("/v1/everything/a", ("Grpc-Timeout", "0S"))).status for _ in range(20)
     )
     assert statuses == {504: 20}, statuses
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway._send_reply encodes the upstream's HttpBody.content_type with latin-1 and "
-    "hands it to uvicorn unchecked: a non-latin-1 type is a 500 INTERNAL with a traceback in "
-    "the log (UnicodeEncodeError)",
+@pytest.mark.parametrize(
+    "content_type",
+    ["%E2%82%AC", "a%0D%0AX-Evil:%201", "%00"],
+    ids=["not-latin-1", "crlf", "nul"],
 )
-def test_http_body_content_type_outside_latin1_is_not_a_gateway_500(
-    target: Target, descriptor_set: Path, tmp_path: Path
+def test_regression_bad_http_body_content_type_is_not_a_gateway_failure(
+    target: Target, content_type: str
 ) -> None:
-    with own_gateway(target, descriptor_set, tmp_path) as gateway:
-        case = get("/v1/download/a?optionalString=%E2%82%AC")
-        response = sync_request(gateway.address, case.encode())
-        assert response.status < 500, response.body
-        assert "Traceback" not in gateway.log()
+    """An upstream ``HttpBody.content_type`` a header cannot carry broke the answer.
+
+    Cause: ``_send_reply`` encoded it with latin-1 and handed it to uvicorn unchecked:
+    non-latin-1 text was a 500 with a traceback (UnicodeEncodeError); CR/LF made uvicorn
+    raise 'Invalid HTTP header value' after which the error answer failed too, and the
+    client got nothing.  Fix: it is checked like any header value, else
+    ``application/octet-stream``.  (``Download`` answers ``optional_string`` as its type.)
+    """
+    response = send(target, get(f"/v1/download/a?optionalString={content_type}"))
+    assert response.status == 200
+    assert response.header("content-type") == "application/octet-stream"
+    assert response.body == b"a"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway._send_reply passes an HttpBody.content_type holding CR/LF to uvicorn, which "
-    "raises 'Invalid HTTP header value'; send_error then fails too (response already "
-    "started) and the client gets no answer at all, with two tracebacks in the log",
-)
-def test_http_body_content_type_with_crlf_gets_an_answer(
-    target: Target, descriptor_set: Path, tmp_path: Path
-) -> None:
-    with own_gateway(target, descriptor_set, tmp_path) as gateway:
-        case = get("/v1/download/a?optionalString=a%0D%0AX-Evil:%201")
-        response = sync_request(gateway.address, case.encode())
-        assert response.status < 500, response.body
-        assert "Traceback" not in gateway.log()
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="the query binder lets a parameter set the raw fields of Any, Timestamp, "
-    "Duration, FieldMask and Value (contract §3: well-known types by their JSON string "
-    "form only), so an "
-    "out-of-range or undecodable value reaches the upstream; echoed back, the response "
-    "cannot be written as JSON: a 500 INTERNAL caused by the request, where 400 is due",
-)
 @pytest.mark.parametrize(
     "query",
     [
@@ -915,6 +843,36 @@ def test_http_body_content_type_with_crlf_gets_an_answer(
         "valueField.numberValue=NaN",
     ],
 )
-def test_query_cannot_set_raw_fields_of_well_known_types(target: Target, query: str) -> None:
-    response = send(target, get(f"/v1/everything/a?{query}"))
-    assert response.status == 400
+def test_regression_query_cannot_set_raw_fields_of_well_known_types(
+    target: Target, query: str
+) -> None:
+    """Query parameters reached the raw fields of Any, Timestamp, Duration, FieldMask, Value.
+
+    Cause: the query binder walked into well-known types, so values their JSON form
+    cannot show reached the upstream; echoed back, the response could not be written
+    (a 500 caused by the request).  Fix: contract §3, they are set by their JSON string
+    form only; a parameter naming one of their fields is 400.
+    """
+    assert send(target, get(f"/v1/everything/a?{query}")).status == 400
+
+
+# -- gateway bugs still open (strict xfail: each turns into a failure once fixed) -------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="uvicorn's httptools protocol answers an HTTP/1.0 request for a stream with "
+    "'HTTP/1.1 200' and Transfer-Encoding: chunked, which an HTTP/1.0 client cannot decode "
+    "(notes F7: delimit the body by closing the connection)",
+)
+def test_http10_stream_is_delimited_by_close(target: Target) -> None:
+    """F7: an HTTP/1.0 client gets the stream without chunked framing, ended by close."""
+    with socket.create_connection(target.gateway.address, timeout=10) as sock:
+        sock.sendall(b"GET /v1/stream/2 HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"transfer-encoding" not in head.lower()
+    assert body == b'{"index":0,"payload":""}\n{"index":1,"payload":""}\n'
