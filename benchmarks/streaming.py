@@ -624,7 +624,7 @@ async def start_gateway(procs: Processes, args: argparse.Namespace, upstream: st
     argv = [sys.executable, "-m", "transcoder", "serve", "--descriptor-set"]
     argv += [args.descriptor_set, "--upstream", upstream, "--host", "127.0.0.1", "--port", "0"]
     managed = await procs.start("gateway", argv, env=env)
-    match = await managed.wait_for_log(r"Uvicorn running on http://([\d.]+):(\d+)", 60.0)
+    match = await managed.wait_for_log(r"running on http://([\d.]+):(\d+)", 60.0)
     return Gateway(match.group(1), int(match.group(2)), managed)
 
 

@@ -98,17 +98,11 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError("upstream.address: give --upstream HOST:PORT")
         from transcoder.server import serve, serve_workers
 
-        try:
-            if settings.listen.workers > 1:
-                load(settings)  # refuse a bad configuration here, before any worker starts
-                serve_workers(settings)
-            else:
-                serve(create_app(settings), settings)
-        except OSError as exc:
-            raise ConfigError(
-                f"listen: cannot listen on {settings.listen.host}:"
-                f"{settings.listen.port}: {exc.strerror}"
-            ) from None
+        if settings.listen.workers > 1:
+            load(settings)  # refuse a bad configuration here, before any worker starts
+            serve_workers(settings)
+        else:
+            serve(settings)
         return 0
     descriptors = load(settings)
     app = create_app(settings, descriptors)

@@ -39,6 +39,7 @@ from transcoder.metadata import (
 )
 from transcoder.metrics import Exchange, Metrics
 from transcoder.negotiation import choose
+from transcoder.protocol import ABORT_EXTENSION
 from transcoder.protojson import Codecs
 from transcoder.request_message import BindOptions, RequestParts, build_request
 from transcoder.routing import MethodMismatch, RouteMatch
@@ -178,7 +179,9 @@ class Gateway:
                 max_seconds=options.max_timeout_seconds,
             )
             _check_not_expired(timeout)
-            await self._stream(route, request, metadata, timeout, accept, receive, send, exchange)
+            await self._stream(
+                route, request, metadata, timeout, accept, receive, send, exchange, scope
+            )
 
     def _check_request_size(
         self, raw_path: bytes, query: bytes, headers: list[tuple[bytes, bytes]]
@@ -269,6 +272,7 @@ class Gateway:
         receive: Receive,
         send: Send,
         exchange: Exchange,
+        scope: Scope,
     ) -> None:
         self.streams.admit()
         started = time.perf_counter()
@@ -282,6 +286,7 @@ class Gateway:
             response_body_field=route.response_body_field,
             options=self.options.stream,
             translate=self.upstream.translate,
+            abort=scope.get("extensions", {}).get(ABORT_EXTENSION, {}).get("abort"),
         )
         self.streams.open.add(stream)
         if self.metrics is not None:

@@ -28,6 +28,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from transcoder.errors import GatewayError, render
 
+ABORT_EXTENSION = "transcoder.abort"  # scope["extensions"]: {"abort": transport.abort}
+_LINGER_SECONDS = 2.0  # after a refusal, how long what the client still sends is dropped
 _REQUEST_LINE_SLACK = 1024  # method, version and line ends beside the URL and headers
 _REASONS = {414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
 
@@ -57,6 +59,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._in_headers = True  # the connection's first bytes are a request's head
         self._head_bytes = 0  # bytes received while the current head is incomplete
+        self._heads_done = 0  # heads completed during the current data_received
         self._url_bytes = 0
         self._header_bytes = 0
         self._header_count = 0
@@ -67,11 +70,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            return  # answered; what else arrives is read and dropped until the close
         counting = self._in_headers
+        self._heads_done = 0
         super().data_received(data)
         # httptools reports a header only once it is complete, so an endless header line
-        # never reaches on_header: count what arrives while the head is unfinished.
-        if counting and self._in_headers and self._refusal is None:
+        # never reaches on_header: count what arrives while a head stays unfinished.  A
+        # read in which a head completed is not counted: the rest of it is body (and the
+        # next request's head starts over), however large.
+        if counting and self._in_headers and not self._heads_done and self._refusal is None:
             self._head_bytes += len(data)
             if self._head_bytes > self.max_url_bytes + self.max_header_bytes + _REQUEST_LINE_SLACK:
                 self._refuse(
@@ -120,7 +128,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        # A stream that drops a client which stopped reading must abort the connection:
+        # close() would wait forever to flush what the client never reads.
+        extensions = self.scope.setdefault("extensions", {})
+        extensions[ABORT_EXTENSION] = {"abort": self.transport.abort}
         self._in_headers = False
+        self._heads_done += 1
         self._head_bytes = 0
         self._disarm()
         if self._refusal is None:
@@ -156,6 +169,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _refuse(self, error: GatewayError) -> None:
+        """Answer before the app, then close gracefully.
+
+        The client is usually still sending (a megabyte of header): closing at once
+        would make the kernel answer its next bytes with a reset, which can destroy
+        the answer before the client reads it.  So: half-close, drop what still
+        arrives, and close for good after a short linger.
+        """
         if self._refusal is not None:
             return
         self._refusal = error
@@ -165,4 +185,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         lines += [name + b": " + value + b"\r\n" for name, value in headers]
         lines.append(b"connection: close\r\n\r\n")
         self.transport.write(b"".join(lines) + body)
-        self.transport.close()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(_LINGER_SECONDS, self.transport.close)

@@ -8,9 +8,11 @@ in-flight unary calls are what the grace period waits for.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import signal
+import socket
 import tempfile
 from types import FrameType
 from typing import Any
@@ -21,8 +23,11 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 from transcoder.access_log import configure as configure_logging
 from transcoder.app import TranscoderApp, create_app
 from transcoder.config import Settings
+from transcoder.errors import ConfigError
 from transcoder.metrics import MULTIPROCESS_DIR
 from transcoder.protocol import ConnectionLimits, GuardedHttpToolsProtocol
+
+log = logging.getLogger("transcoder")
 
 
 class GatewayServer(uvicorn.Server):
@@ -72,10 +77,40 @@ def uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Co
 WORKER_SETTINGS = "_TRANSCODER_WORKER_SETTINGS"  # no TRANSCODER_ prefix: not a setting
 
 
-def serve(app: TranscoderApp, settings: Settings) -> None:
-    """Listen and serve until SIGINT/SIGTERM; the process exits 0 after a clean stop."""
+def bind(settings: Settings) -> socket.socket:
+    """The listening socket, bound before uvicorn starts: a failure is one line (§1)."""
+    host, port = settings.listen.host, settings.listen.port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise ConfigError(f"listen: cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)  # --workers processes inherit it
+    return sock
+
+
+def serve(settings: Settings) -> None:
+    """Listen and serve until SIGINT/SIGTERM; the process exits 0 after a clean stop.
+
+    The port is bound before the app is built, so a port in use is the one line
+    on stderr, before anything else is said.
+    """
     configure_logging(settings.logging.level, settings.logging.format)
-    GatewayServer(uvicorn_config(app, settings)).run()
+    sock = bind(settings)
+    try:
+        app = create_app(settings)
+        _announce(sock, settings)
+        GatewayServer(uvicorn_config(app, settings)).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def _announce(sock: socket.socket, settings: Settings) -> None:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    log.info(
+        "transcoder running on http://%s:%d (workers: %d)", shown, port, settings.listen.workers
+    )
 
 
 def serve_workers(settings: Settings) -> None:
@@ -85,6 +120,7 @@ def serve_workers(settings: Settings) -> None:
     environment) and its own gRPC channel; uvicorn's supervisor starts, watches and
     stops them.
     """
+    configure_logging(settings.logging.level, settings.logging.format)
     os.environ[WORKER_SETTINGS] = settings.model_dump_json()
     if settings.metrics.enabled and MULTIPROCESS_DIR not in os.environ:
         # Workers write their metrics here; a scrape of any one sums them all.
@@ -92,8 +128,9 @@ def serve_workers(settings: Settings) -> None:
     config = uvicorn_config(
         "transcoder.server:worker_app", settings, factory=True, workers=settings.listen.workers
     )
-    sock = config.bind_socket()
+    sock = bind(settings)
     try:
+        _announce(sock, settings)
         Multiprocess(config, sockets=[sock]).run()
     finally:
         sock.close()

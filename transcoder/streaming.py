@@ -103,6 +103,7 @@ class Stream:
         response_body_field: FieldDescriptor | None,
         options: StreamOptions,
         translate: Callable[[grpc.aio.AioRpcError], GatewayError],
+        abort: Callable[[], None] | None = None,
     ) -> None:
         self.send = send
         self.receive = receive
@@ -112,6 +113,7 @@ class Stream:
         self.response_body_field = response_body_field
         self.options = options
         self.translate = translate
+        self.abort = abort  # drops the connection at once, where the server offers it
         self.raw_content_type = b"application/octet-stream"  # HttpBody: the first message's
         self.loop = asyncio.get_running_loop()
         self.last_write = self.loop.time()
@@ -341,6 +343,8 @@ class Stream:
         self.final_code = "CANCELLED"  # the gateway cancelled the call (client gone, shutdown)
         if self.stop_reason == _SHUTDOWN:
             await self._fail(GatewayError.unavailable("the gateway is shutting down"))
+        elif self.stop_reason == _SEND_TIMEOUT and self.abort is not None:
+            self.abort()
         # disconnect: nobody to answer; send timeout: return unfinished so the connection closes.
 
 

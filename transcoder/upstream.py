@@ -74,6 +74,7 @@ class Upstream:
         self.options = options
         self.codecs = codecs
         self._channel: grpc.aio.Channel | None = None
+        self._stream_channel: grpc.aio.Channel | None = None
         self._unary: dict[str, grpc.aio.UnaryUnaryMultiCallable[Message, Message]] = {}
         self._stream: dict[str, grpc.aio.UnaryStreamMultiCallable[Message, Message]] = {}
 
@@ -85,12 +86,29 @@ class Upstream:
             )
         return self._channel
 
+    @property
+    def stream_channel(self) -> grpc.aio.Channel:
+        """Streams get their own connection to the upstream.
+
+        One HTTP/2 connection carries at most the upstream's MAX_CONCURRENT_STREAMS
+        calls (often 100); long streams filling it would queue every unary call
+        behind them (reliability notes E8).  A local subchannel pool makes this
+        channel a second TCP connection instead of sharing the first.
+        """
+        if self._stream_channel is None:
+            self._stream_channel = grpc.aio.insecure_channel(
+                self.options.address,
+                options=[*channel_options(self.options), ("grpc.use_local_subchannel_pool", 1)],
+            )
+        return self._stream_channel
+
     async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = None
-            self._unary.clear()
-            self._stream.clear()
+        for channel in (self._channel, self._stream_channel):
+            if channel is not None:
+                await channel.close()
+        self._channel = self._stream_channel = None
+        self._unary.clear()
+        self._stream.clear()
 
     def ready(self) -> bool:
         """True while the channel is READY; asks it to connect otherwise (for /readyz)."""
@@ -113,7 +131,7 @@ class Upstream:
         callable_ = self._stream.get(route.grpc_path)
         if callable_ is None:
             response_class = self.codecs.codec(route.method.output_type).message_class
-            callable_ = self.channel.unary_stream(
+            callable_ = self.stream_channel.unary_stream(
                 route.grpc_path,
                 request_serializer=_serialize,
                 response_deserializer=response_class.FromString,

@@ -399,12 +399,7 @@ def clean_stop(outcome: Outcome) -> bool:
     )
 
 
-KNOWN_BUGS: dict[str, str] = {
-    "C-port-in-use": "cli.py turns OSError from serve() into 'listen: cannot listen on ...', but "
-    "uvicorn catches the bind error itself: it logs its startup INFO lines and "
-    "'[Errno 98] error while attempting to bind ...' and exits 3, so stderr has several "
-    "lines and none is the gateway's one-line error",
-}
+KNOWN_BUGS: dict[str, str] = {}  # C-port-in-use was one: fixed by binding before uvicorn starts
 
 
 @pytest.mark.parametrize(

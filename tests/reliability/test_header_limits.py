@@ -92,7 +92,7 @@ CASES = [
     ("P1-64KiB-path", head(target=url_of(65536)), 414),
     ("Q6-64KiB-query", head(target=b"/v1/everything/a?" + b"a=1&" * 16384), 414),
 ]  # fmt: skip
-# Heads of megabytes (notes H9, P1, Q6): refused as fast, but see the xfail below.
+# Heads of megabytes (notes H9, P1, Q6): refused as fast, and the client reads the refusal.
 HUGE = [
     ("H9-20000-headers", head(headers=b"".join(b"X-H%05d: " % i + b"v" * 90 + b"\r\n" for i in range(20_000))), 431),  # noqa: E501
     ("H9-one-1MB-header", head(headers=b"X-Big: " + b"v" * 1_000_000 + b"\r\n"), 431),
@@ -115,7 +115,7 @@ async def test_oversized_heads_are_refused_quickly(
             assert response.status == status, (name, response.status, response.body[:200])
             times.append(elapsed)
         worst[name] = sorted(times)[1]  # the median of three
-    # Megabyte heads: how often the client gets to read the refusal (see the xfail below).
+    # Megabyte heads: how often the client gets to read the refusal.
     answered = 0
     for _, request, status in HUGE:
         for _ in range(3):
@@ -137,20 +137,18 @@ async def test_oversized_heads_are_refused_quickly(
     assert refused[slowest] <= 0.15  # 50 ms in the goal; 3x headroom
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="protocol.GuardedHttpToolsProtocol._refuse writes the 431/414 and closes at once "
-    "while the client is still sending its head: the client's next segments meet a closed "
-    "socket, the kernel answers with RST and the client loses the answer "
-    "(ConnectionResetError in most tries). A lingering close (shut the write side, discard "
-    "input for a while) would let the client read it",
-)
 @pytest.mark.parametrize(
     ("request_bytes", "status"), [c[1:] for c in HUGE[1:]], ids=[c[0] for c in HUGE[1:]]
 )
 async def test_megabyte_heads_get_their_refusal(
     gateway_process: GatewayFactory, upstream: TestUpstream, request_bytes: bytes, status: int
 ) -> None:
+    """Regression: protocol.GuardedHttpToolsProtocol._refuse writes the 431/414 and closes
+    at once while the client is still sending its head: the client's next segments meet a
+    closed socket, the kernel answers with RST and the client loses the answer
+    (ConnectionResetError in most tries). A lingering close (shut the write side, discard
+    input for a while) would let the client read it Fixed: _refuse half-closes, drops what
+    still arrives and closes after a linger."""
     gw = gateway_process(upstream.address)
     await wait_ready(gw.url)
     statuses: list[int | str] = []
@@ -163,15 +161,13 @@ async def test_megabyte_heads_get_their_refusal(
     assert statuses == [status] * 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="protocol.GuardedHttpToolsProtocol.data_received counts a whole read as head bytes "
-    "when on_message_complete ran inside it (it sets _in_headers back to True): a request "
-    "whose small head and complete body (> ~25 KiB) arrive in one read is refused with 431",
-)
 async def test_small_head_with_a_30kib_body_in_one_write_is_served(
     gateway_process: GatewayFactory, upstream: TestUpstream
 ) -> None:
+    """Regression: protocol.GuardedHttpToolsProtocol.data_received counts a whole read as
+    head bytes when on_message_complete ran inside it (it sets _in_headers back to True): a
+    request whose small head and complete body (> ~25 KiB) arrive in one read is refused
+    with 431 Fixed: a read in which a head completed is not counted as head bytes."""
     gw = gateway_process(upstream.address)
     await wait_ready(gw.url)
     body = b'{"stringField":"' + b"x" * 30_000 + b'"}'

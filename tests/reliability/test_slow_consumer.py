@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import socket
 
-import pytest
-
 from tests.reliability.conftest import (
     Figure,
     GatewayFactory,
@@ -102,15 +100,14 @@ async def test_stalled_clients_cost_bounded_memory_and_are_dropped(
     assert max(ended_at) <= send_timeout + 3.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="after the send timeout streaming.Stream returns with the response unfinished and "
-    "uvicorn closes the transport with close(), which first flushes the write buffer: a "
-    "client that never reads keeps its connection (fd and buffered bytes) open for good",
-)
 async def test_dropped_client_connection_is_closed(
     gateway_process: GatewayFactory, upstream: TestUpstream
 ) -> None:
+    """Regression: after the send timeout streaming.Stream returns with the response
+    unfinished and uvicorn closes the transport with close(), which first flushes the write
+    buffer: a client that never reads keeps its connection (fd and buffered bytes) open for
+    good Fixed: the protocol offers transport.abort to the stream (scope extension
+    transcoder.abort)."""
     gw = gateway_process(upstream.address, streaming={"send_timeout_seconds": 1})
     await wait_ready(gw.url)
     base_fds = gw.fds()

@@ -113,16 +113,14 @@ async def narrow_upstream(pool: DescriptorPool) -> AsyncIterator[TestUpstream]:
     await server.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the gateway sends every call over one grpc.aio channel (one HTTP/2 connection): "
-    "with the upstream's MAX_CONCURRENT_STREAMS taken by open server streams, unary calls "
-    "queue inside grpc until their deadline (notes E8/S15: extra channels, or a gateway "
-    "stream cap below the upstream's, would keep them flowing)",
-)
 async def test_unary_calls_flow_when_open_streams_fill_the_upstream_connection(
     gateway_process: GatewayFactory, narrow_upstream: TestUpstream
 ) -> None:
+    """Regression: the gateway sends every call over one grpc.aio channel (one HTTP/2
+    connection): with the upstream's MAX_CONCURRENT_STREAMS taken by open server streams,
+    unary calls queue inside grpc until their deadline (notes E8/S15: extra channels, or a
+    gateway stream cap below the upstream's, would keep them flowing) Fixed: streams use a
+    second channel (own TCP connection) to the upstream."""
     gw = gateway_process(narrow_upstream.address, upstream={"timeout_seconds": 3})
     await wait_ready(gw.url)
     streams: list[RawStream] = []
