@@ -233,6 +233,19 @@ def start_serve(
     raise AssertionError("the gateway did not report its address")
 
 
+async def wait_healthy(client: httpx.AsyncClient, limit: float = 15) -> None:
+    """With workers the supervisor reports the address before any worker listens."""
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            if (await client.get("/healthz")).status_code == 200:
+                return
+        except httpx.ConnectError:
+            pass
+        assert time.monotonic() < deadline, "no worker started"
+        await asyncio.sleep(0.1)
+
+
 @pytest.fixture
 def serve_process(
     descriptor_set: Path, upstream: TestUpstream
@@ -266,15 +279,7 @@ async def test_sigterm_ends_open_streams_with_unavailable_and_exits_0(
     process, url = start_serve(descriptor_set, upstream.address, "--workers", str(workers))
     try:
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            # With workers, the supervisor reports the address before the workers listen.
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                except httpx.ConnectError:
-                    assert time.monotonic() < deadline, "no worker started"
-                    await asyncio.sleep(0.1)
+            await wait_healthy(client)
             assert (await client.get("/v1/everything/w")).status_code == 200
             async with client.stream(
                 "GET", "/v1/stream/0?interval_ms=300", headers={"accept": "text/event-stream"}
@@ -302,14 +307,7 @@ async def test_workers_share_the_port_and_metrics_sum_over_them(
     process, url = start_serve(descriptor_set, upstream.address, "--workers", "2")
     try:
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                except httpx.ConnectError:
-                    assert time.monotonic() < deadline, "no worker started"
-                    await asyncio.sleep(0.1)
+            await wait_healthy(client)
         for _ in range(12):  # a new connection each time, so both workers take requests
             async with httpx.AsyncClient(base_url=url, timeout=10) as client:
                 assert (await client.get("/v1/everything/w")).status_code == 200
