@@ -27,6 +27,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -445,10 +446,14 @@ def main() -> None:
     )
     parser.add_argument("--bench", type=Path, default=ROOT.parent / "shared" / "bench")
     parser.add_argument(
-        "--build", type=Path, default=Path(os.environ.get("BENCH_BUILD", "/tmp/bench-build"))
+        "--build",
+        type=Path,
+        default=Path(os.environ.get("BENCH_BUILD", Path(tempfile.gettempdir(), "bench-build"))),
     )
     parser.add_argument(
-        "--out", type=Path, default=Path(os.environ.get("BENCH_OUT", "/tmp/bench-results"))
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("BENCH_OUT", Path(tempfile.gettempdir(), "bench-results"))),
     )
     parser.add_argument(
         "--results", type=Path, help="summarise this harness results file; run nothing"
