@@ -36,6 +36,11 @@ def ndjson_line(data: bytes) -> bytes:
     return data + b"\n"
 
 
+def ndjson_envelope(key: str, data: bytes) -> bytes:
+    """grpc-gateway's envelope: ``{"result": msg}`` or ``{"error": obj}``, one line."""
+    return b'{"' + key.encode() + b'":' + data + b"}\n"
+
+
 def sse_event(data: bytes, *, id: int | None = None, event: str | None = None) -> bytes:
     """One SSE event: ``id:``, ``event:``, a ``data:`` line per line of ``data``, a blank line."""
     head = b""

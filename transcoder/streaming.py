@@ -225,16 +225,16 @@ class Stream:
             self.next_id += 1
             return frame
         if self.options.ndjson_envelope:
-            return b'{"result":' + data + b"}\n"
-        return data + b"\n"
+            return framing.ndjson_envelope("result", data)
+        return framing.ndjson_line(data)
 
     def _error_frame(self, error: GatewayError) -> bytes:
         body = error_bytes(error)
         if self.fmt is StreamFormat.SSE:
             return framing.sse_event(body, event=self.options.sse_error_event)
         if self.options.ndjson_envelope:
-            return b'{"error":' + body + b"}\n"
-        return body + b"\n"
+            return framing.ndjson_envelope("error", body)
+        return framing.ndjson_line(body)
 
     async def _finish(self) -> None:
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -43,13 +43,6 @@ class UpstreamOptions:
     include_debug_info: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    message: Message
-    headers: Sequence[tuple[str, str | bytes]]
-    trailers: Sequence[tuple[str, str | bytes]]
-
-
 def channel_options(options: UpstreamOptions) -> list[tuple[str, Any]]:
     backoff_ms = int(options.max_reconnect_backoff_seconds * 1000)
     return [

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ import pytest
 import uvicorn
 from starlette.types import ASGIApp
 
+from tests.browser import Chromium
 from tests.upstream import TestUpstream
 from transcoder.app import TranscoderApp, create_app, load_async
 from transcoder.config import load_settings
@@ -154,3 +157,17 @@ async def gateway(start_gateway: StartGateway) -> Gateway:
 @pytest.fixture
 async def client(gateway: Gateway) -> httpx.AsyncClient:
     return gateway.client
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
+    """Debian's chromium, one per session; missing: skip, or fail under CI (which installs it)."""
+    executable = shutil.which("chromium")
+    if executable is None:
+        reason = "chromium is not installed (Debian: apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must install it", pytrace=False)
+        pytest.skip(reason)
+    browser = Chromium(executable, tmp_path_factory.mktemp("chromium"))
+    yield browser
+    browser.close()

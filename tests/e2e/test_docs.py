@@ -13,10 +13,9 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -140,19 +139,6 @@ async def test_docs_disabled_turns_off_openapi_json_and_docs(
 
 
 # -- in a browser --------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chromium]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        reason = "chromium is not installed (Debian: apt-get install chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI must install it", pytrace=False)
-        pytest.skip(reason)
-    browser = Chromium(executable, tmp_path_factory.mktemp("chromium"))
-    yield browser
-    browser.close()
 
 
 @contextlib.asynccontextmanager

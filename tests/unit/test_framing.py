@@ -309,3 +309,15 @@ def test_strict_parser_waits_for_the_lf_after_a_chunk_ending_in_cr() -> None:
         parser.feed(chunk)
     parser.close()
     assert parser.events == [Parsed("a\nb", None, "")]
+
+
+@pytest.mark.parametrize(
+    ("key", "data", "expected"),
+    [
+        ("result", b'{"a":1}', b'{"result":{"a":1}}\n'),
+        ("error", b'{"code":5}', b'{"error":{"code":5}}\n'),
+    ],
+    ids=["result", "error"],
+)
+def test_ndjson_envelope_wraps_one_line(key: str, data: bytes, expected: bytes) -> None:
+    assert framing.ndjson_envelope(key, data) == expected
