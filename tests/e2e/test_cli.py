@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,6 +272,57 @@ async def test_serve_answers_and_stops_cleanly_on_sigterm(
         assert r.json()["stringField"] == "from-cli"
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=12) == 0
+
+
+async def test_serve_writes_access_lines_soon_and_the_last_ones_at_shutdown(
+    serve_process: tuple[subprocess.Popen[str], str],
+) -> None:
+    """``serve`` batches access lines (access_log.py): late by a fraction of a second
+    while running, and none lost when the process stops."""
+    process, url = serve_process
+    stderr = process.stderr
+    assert stderr is not None
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in stderr:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+
+    def access_lines_until(request_id: str, limit: float) -> list[str]:
+        found: list[str] = []
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if " INFO transcoder.access " in line:
+                found.append(line)
+                if f'request_id="{request_id}"' in line:
+                    return found
+        raise AssertionError(f"no access line for {request_id} within {limit}s: {found}")
+
+    async with httpx.AsyncClient(base_url=url) as client:
+        for n in range(3):
+            r = await client.get("/v1/everything/a", headers={"x-request-id": f"live-{n}"})
+            assert r.status_code == 200
+        started = time.monotonic()
+        found = access_lines_until("live-2", 5.0)
+        assert time.monotonic() - started < 2.0
+        assert [re.search(r'request_id="([^"]+)"', x).group(1) for x in found] == [  # type: ignore[union-attr]
+            "live-0",
+            "live-1",
+            "live-2",
+        ]
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO transcoder\.access ", found[0])
+        assert 'route="/v1/everything/{string_field}" status=200 grpc_code="OK"' in found[0]
+        r = await client.get("/v1/everything/b", headers={"x-request-id": "last-one"})
+        assert r.status_code == 200
+    process.send_signal(signal.SIGTERM)  # at once: the line is still in the batch
+    assert process.wait(timeout=12) == 0
+    access_lines_until("last-one", 5.0)
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-workers"])

@@ -16,6 +16,7 @@ from google.protobuf.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from transcoder import query as query_module
 from transcoder.descriptors import message_class
 from transcoder.errors import GatewayError
 from transcoder.query import (
@@ -1294,3 +1295,98 @@ def test_well_known_types_are_set_only_by_their_string_form(
     reached the upstream and the echoed response could not be written as JSON (a 500).
     Contract §3 sets them by their JSON string form only; their fields are not bindable."""
     assert "JSON string form" in bind_error(everything, query)
+
+
+# -- the short paths agree with the general ones ------------------------------------------------
+
+_SIMPLE_NAMES = [
+    "int32_field", "int32Field", "int64Field", "uint64_field", "float_field", "double_field",
+    "bool_field", "bytes_field", "color", "string_field", "stringField", "optional_int32",
+    "choice_string", "choice_int64", "customJsonName", "nested", "repeated_int32", "api_key",
+]  # fmt: skip
+_SIMPLE_VALUES = [
+    "1", "-1", "99", "1.5", "true", "false", "RED", "red", "aGk", "x", "", "NaN", "1e3",
+    "99999999999999999999",
+]  # fmt: skip
+
+
+def _outcome(
+    bind: Any, message_class: type[Message], items: list[tuple[str, str]], **kw: Any
+) -> Any:
+    message = message_class()
+    try:
+        bind(message, items, **kw)
+    except GatewayError as exc:
+        return ("error", exc.http_status, exc.message)
+    return ("ok", message.SerializeToString(deterministic=True))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    items=st.lists(
+        st.tuples(st.sampled_from(_SIMPLE_NAMES), st.sampled_from(_SIMPLE_VALUES)), max_size=6
+    ),
+    taken=st.sets(st.sampled_from(["int32_field", "color", "nested"])),
+    case_insensitive=st.booleans(),
+)
+def test_simple_parameters_bind_as_the_general_path_does(
+    everything: type[Message],
+    everything_descriptor: Descriptor,
+    items: list[tuple[str, str]],
+    taken: set[str],
+    case_insensitive: bool,
+) -> None:
+    options = QueryOptions(case_insensitive_enums=case_insensitive, ignored=frozenset({"api_key"}))
+    descriptor = everything_descriptor
+
+    def general(message: Message, items: list[tuple[str, str]]) -> None:
+        query_module._bind_general(message, descriptor, items, taken, options)
+
+    def public(message: Message, items: list[tuple[str, str]]) -> None:
+        bind_query(message, items, taken=taken, options=options)
+
+    assert _outcome(public, everything, items) == _outcome(general, everything, items)
+
+
+def test_simple_path_is_taken_for_top_level_scalars(
+    everything: type[Message], everything_descriptor: Descriptor
+) -> None:
+    items = [("int32Field", "7"), ("color", "RED"), ("optional_int32", "0")]
+    message = everything()
+    assert query_module._bind_simple(message, everything_descriptor, items, (), QueryOptions())
+    assert message.int32_field == 7  # type: ignore[attr-defined]
+    assert message.HasField("optional_int32")
+    # A nested path, a repeat and a taken field each need the general path, untouched.
+    for refused, taken in (
+        ([("nested.name", "x")], ()),
+        ([("color", "RED"), ("color", "BLUE")], ()),
+        ([("color", "RED")], ("color",)),
+        ([("choice_string", "x")], ()),  # a oneof shared with other fields
+    ):
+        untouched = everything()
+        assert not query_module._bind_simple(
+            untouched, everything_descriptor, refused, taken, QueryOptions()
+        )
+        assert untouched == everything()
+
+
+@settings(max_examples=400, deadline=None)
+@given(query=_QUERIES)
+def test_undecoded_query_splits_as_the_general_path_does(query: bytes) -> None:
+    plain = query.replace(b"%", b"").replace(b"+", b"")
+    try:
+        expected: Any = [
+            (query_module_decode(k), query_module_decode(v))
+            for k, _, v in (p.partition(b"=") for p in plain.split(b"&") if p)
+        ]
+    except ValueError:
+        expected = "error"
+    try:
+        got: Any = parse_query_string(plain)
+    except GatewayError:
+        got = "error"
+    assert got == expected
+
+
+def query_module_decode(raw: bytes) -> str:
+    return query_module._form_decode(raw)  # the general path's decoding of one part
