@@ -10,8 +10,12 @@ against the same Go upstream, targets alternating within rounds.  It measures
 NDJSON only, so part 2 measures what it does not, against the same Go upstream
 and a transcoder started from this checkout: messages/s over SSE and NDJSON
 side by side, and idle SSE streams (memory per stream, and whether every
-keepalive came on time).  The table compares each figure with the issue's
-targets; ``--plot FILE.png`` draws CPU per request and messages/s per target.
+keepalive came on time).  Part 3 measures the stack floor (``stack_floor.py``:
+uvicorn plus the same grpc.aio call, with no gateway work at all) beside a
+transcoder with its default settings, alternating, with the harness's wrk load:
+the least any gateway on the required stack can cost per unary call.  The table
+compares each figure with the issue's targets; ``--plot FILE.png`` draws CPU per
+request and messages/s per target.
 """
 
 from __future__ import annotations
@@ -280,6 +284,107 @@ async def _with_rss(
     return idle, peak
 
 
+# -- part 3: the stack floor beside transcoder -------------------------------------
+
+UNARY = {
+    "unary_small": ("GET", "/v1/echo/abc123?name=bench&count=42&flag=true&score=1.5"),
+    "unary_medium": ("POST", "/v1/echo"),
+}
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wrk(bench: Path, port: int, scenario: str, seconds: float) -> int:
+    """Requests answered by one ``wrk -t1 -c16`` run (the harness's load)."""
+    method, path = UNARY[scenario]
+    env = dict(os.environ)
+    if method == "POST":
+        env["BENCH_BODY_FILE"] = str(bench / "fixtures" / "medium.json")
+    out = subprocess.run(
+        [
+            *("wrk", "-t1", "-c16", f"-d{seconds:g}s", "-s", str(bench / "lua" / "report.lua")),
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("BENCHJSON "))
+    record = json.loads(line.removeprefix("BENCHJSON "))
+    if record["errors_status"] or record["errors_connect"]:
+        raise SystemExit(f"wrk saw errors against port {port}: {record}")
+    return int(record["requests"])
+
+
+def measure_stack_floor(build: Path, args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """µs CPU per request, median over rounds, for the stack floor and transcoder."""
+    upstream_port = free_port()
+    upstream = subprocess.Popen(
+        [str(build / "bin" / "benchupstream"), "-listen", f"127.0.0.1:{upstream_port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(upstream_port)
+    address = f"127.0.0.1:{upstream_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCODER_")}
+    ports = {"stack-floor": free_port(), "transcoder": free_port()}
+    floor_env = {
+        **env,
+        "BENCH_UPSTREAM": address,
+        "BENCH_DESCRIPTOR_SET": str(build / "bench.pb"),
+        "BENCH_MEDIUM": str(args.bench / "fixtures" / "medium.json"),
+    }
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = {
+        "stack-floor": subprocess.Popen(
+            [
+                *(sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "benchmarks")),
+                *("stack_floor:app", "--port", str(ports["stack-floor"]), "--loop", "uvloop"),
+                *("--http", "httptools", "--no-access-log", "--log-level", "warning"),
+            ],
+            env=floor_env,
+            **quiet,
+        ),
+        "transcoder": subprocess.Popen(
+            [
+                *(sys.executable, "-m", "transcoder", "serve", "--upstream", address),
+                *("--descriptor-set", str(build / "bench.pb"), "--port", str(ports["transcoder"])),
+            ],
+            env=env,
+            **quiet,
+        ),
+    }
+    samples: dict[str, dict[str, list[float]]] = {
+        name: {scenario: [] for scenario in UNARY} for name in processes
+    }
+    try:
+        for port in ports.values():
+            wait_port(port)
+        names = list(processes)
+        for index in range(args.rounds):
+            for name in names[index % 2 :] + names[: index % 2]:
+                for scenario in UNARY:
+                    _wrk(args.bench, ports[name], scenario, 2)  # warm-up
+                    pid = processes[name].pid
+                    before = _cpu_s(pid)
+                    requests = _wrk(args.bench, ports[name], scenario, args.unary_seconds)
+                    cpu_us = (_cpu_s(pid) - before) / requests * 1e6
+                    samples[name][scenario].append(cpu_us)
+                    print(f"  round {index + 1} {name} {scenario}: {cpu_us:.0f} µs", flush=True)
+    finally:
+        for process in [*processes.values(), upstream]:
+            process.terminate()
+            process.wait(timeout=20)
+    return {
+        name: {scenario: statistics.median(v) for scenario, v in by.items()}
+        for name, by in samples.items()
+    }
+
+
 # -- report -------------------------------------------------------------------------
 
 
@@ -300,7 +405,9 @@ def show(value: float | None, digits: int = 0) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
-def report(m: Medians, sse: dict[str, Any] | None) -> str:
+def report(
+    m: Medians, sse: dict[str, Any] | None, floor: dict[str, dict[str, float]] | None
+) -> str:
     rows = [
         ("small GET, µs CPU/request", {t: cpu_us(m, t, "unary_small") for t in TARGETS}, 0),
         ("medium POST, µs CPU/request", {t: cpu_us(m, t, "unary_medium") for t in TARGETS}, 0),
@@ -373,6 +480,26 @@ def report(m: Medians, sse: dict[str, Any] | None) -> str:
             "(floor)",
         ),
     ]
+    if floor:
+        for scenario, label in (("unary_small", "small GET"), ("unary_medium", "medium POST")):
+            least = floor["stack-floor"][scenario]
+            checks += [
+                (
+                    f"{label}: stack floor ÷ grpc-gateway (part 3 ÷ part 1)",
+                    ratio(least, cpu_us(m, "grpc-gateway", scenario)),
+                    "(floor)",
+                ),
+                (
+                    f"{label}: stack floor ÷ FastAPI (part 3 ÷ part 1)",
+                    ratio(least, cpu_us(m, "fastapi", scenario)),
+                    "(floor)",
+                ),
+                (
+                    f"{label}: transcoder ÷ stack floor (part 3, side by side)",
+                    ratio(floor["transcoder"][scenario], least),
+                    "(floor)",
+                ),
+            ]
     if sse:
         gg = metric(m, "grpc-gateway", "stream_rate", "msgs_per_s")
         checks.append(
@@ -399,6 +526,16 @@ def report(m: Medians, sse: dict[str, Any] | None) -> str:
             f"{sse['idle_sse_kib_per_stream']:.1f} KiB each, {idle['keepalives']:.0f} keepalives, "
             f"{idle['late_keepalives']:.0f} late (gap > keepalive + 1 s), "
             f"max gap {idle['max_gap_s']:.2f} s.",
+        ]
+    if floor:
+        lines += [
+            "",
+            "Part 3, µs CPU per request (wrk -t1 -c16, medians): "
+            + "; ".join(
+                f"{name} small GET {by['unary_small']:.0f}, medium POST {by['unary_medium']:.0f}"
+                for name, by in floor.items()
+            )
+            + ".",
         ]
     return "\n".join(lines)
 
@@ -464,21 +601,30 @@ def main() -> None:
     parser.add_argument("--idle-streams", type=int, default=10000)
     parser.add_argument("--keepalive", type=float, default=15.0)
     parser.add_argument("--stream-seconds", type=float, default=5.0)
+    parser.add_argument("--skip-floor", action="store_true")
+    parser.add_argument("--unary-seconds", type=float, default=10.0)
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.idle_streams, args.keepalive, args.stream_seconds = 1, 500, 2.0, 3.0
+        args.unary_seconds = 3.0
     results = args.results or run_harness(args.bench, args)
     medians = harness_medians(results)
     sse = None
     if not args.skip_sse:
         print("== SSE rate and idle SSE streams", flush=True)
         sse = measure_sse(args.build, args)
+    floor = None
+    if not args.skip_floor:
+        print("== the stack floor beside transcoder", flush=True)
+        floor = measure_stack_floor(args.build, args)
     print(f"\nmachine: {os.cpu_count()} cores, load {os.getloadavg()}, {platform.platform()}")
     print(f"harness results: {results}\n")
-    print(report(medians, sse))
+    print(report(medians, sse, floor))
     if sse:
         print("\n" + json.dumps({k: v for k, v in sse.items() if k != "rates"}, default=str))
+    if floor:
+        print(json.dumps({"stack_floor": floor}))
     if args.plot:
         plot(medians, sse, args.plot)
         print(f"plot: {args.plot}")

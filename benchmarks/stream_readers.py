@@ -99,14 +99,17 @@ async def _aio(
             response_deserializer=None if reader == "aio-raw" else response.FromString,
         )
         call = rpc(request(count=0, size=100))
-        await call.read()  # connected and streaming before the clock starts
         count = _Count(seconds)
-        count.start()
         if reader == "aio-iter":
-            async for _ in call:
+            messages = call.__aiter__()
+            await messages.__anext__()  # connected and streaming before the clock starts
+            count.start()
+            async for _ in messages:
                 if count.add():
                     break
         else:
+            await call.read()
+            count.start()
             while True:
                 await call.read()
                 if count.add():

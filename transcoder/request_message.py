@@ -150,10 +150,9 @@ def _message_from_body(
         return codec.message_class(), None
     value: JsonValue = loads(parts.body, max_depth=options.max_depth)
     if field is None:
-        message = codec.decode(value)
-        if isinstance(value, dict):
-            taken.update(field_paths(route.method.input_type, value))
-        return message, value
+        # body "*": the query may set nothing (``_reject_query_on_whole_body``), so the
+        # fields the body set need not be listed in ``taken`` (7.5 µs on the 1.2 KB body).
+        return codec.decode(value), value
     # body: "field": decode the request as if the body were that one field's value,
     # so every field kind (message, scalar, repeated, map) takes the same path.
     message = codec.decode({field.name: value})
