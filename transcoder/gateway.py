@@ -39,7 +39,7 @@ from transcoder.metadata import (
 )
 from transcoder.metrics import Exchange, Metrics
 from transcoder.negotiation import choose
-from transcoder.protocol import ABORT_EXTENSION
+from transcoder.protocol import ABORT_EXTENSION, DISCONNECT_EXTENSION, Disconnect
 from transcoder.protojson import Codecs
 from transcoder.request_message import BindOptions, RequestParts, build_request
 from transcoder.routing import MethodMismatch, RouteMatch
@@ -171,7 +171,10 @@ class Gateway:
                 max_seconds=options.max_timeout_seconds,
             )
             _check_not_expired(timeout)
-            await self._unary(match, request, metadata, timeout, receive, send, exchange)
+            disconnect = scope.get("extensions", {}).get(DISCONNECT_EXTENSION)
+            await self._unary(
+                match, request, metadata, timeout, receive, send, exchange, disconnect
+            )
         else:
             timeout = deadline(
                 headers,
@@ -209,12 +212,13 @@ class Gateway:
         receive: Receive,
         send: Send,
         exchange: Exchange,
+        disconnect: Disconnect | None,
     ) -> None:
         route = match.target
         started = time.perf_counter()
         call = self.upstream.unary_call(route)(request, metadata=metadata, timeout=deadline_s)
         # Contract §6: a client that goes away cancels its upstream call, unary calls too.
-        watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, call))
+        watcher = _CancelOnDisconnect(call, receive, disconnect)
         try:
             response = await call
             upstream_headers = await call.initial_metadata()
@@ -222,16 +226,16 @@ class Gateway:
             exchange.code = "OK"
         except asyncio.CancelledError:
             exchange.code = "CANCELLED"
-            if not watcher.done():
+            if not watcher.fired:
                 raise  # cancelled from outside (server shutdown), not by the client leaving
             return  # the client left; nobody to answer
         except grpc.aio.AioRpcError as exc:
             exchange.code = exc.code().name
-            if watcher.done():
+            if watcher.fired:
                 return
             raise self.upstream.translate(exc) from None
         finally:
-            watcher.cancel()
+            watcher.close()
             exchange.upstream_seconds = time.perf_counter() - started
         await self._send_reply(route, response, upstream_headers, trailers, send)
 
@@ -334,12 +338,43 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
     return ""
 
 
-async def _cancel_on_disconnect(receive: Receive, call: grpc.aio.Call) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            call.cancel()
-            return
+class _CancelOnDisconnect:
+    """Cancels a call when its client goes away.
+
+    Through the connection's ``Disconnect`` hook when our protocol serves the
+    request; under another ASGI server, by a task waiting for ``http.disconnect``.
+    """
+
+    __slots__ = ("_call", "_disconnect", "_task", "fired")
+
+    def __init__(
+        self, call: grpc.aio.Call, receive: Receive, disconnect: Disconnect | None
+    ) -> None:
+        self._call = call
+        self._disconnect = disconnect
+        self._task: asyncio.Future[None] | None = None
+        self.fired = False
+        if disconnect is None:
+            self._task = asyncio.ensure_future(self._watch(receive))
+        elif disconnect.lost:
+            self()
+        else:
+            disconnect.hooks.add(self)
+
+    def __call__(self) -> None:
+        self.fired = True
+        self._call.cancel()
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self()
+
+    def close(self) -> None:
+        if self._disconnect is not None:
+            self._disconnect.hooks.discard(self)
+        if self._task is not None:
+            self._task.cancel()
 
 
 def _http_code(value: str | bytes) -> int:

@@ -19,6 +19,7 @@ ASGI server when the gateway is embedded.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +30,33 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from transcoder.errors import GatewayError, render
 
 ABORT_EXTENSION = "transcoder.abort"  # scope["extensions"]: {"abort": transport.abort}
+DISCONNECT_EXTENSION = "transcoder.disconnect"  # scope["extensions"]: the connection's Disconnect
 _LINGER_SECONDS = 2.0  # after a refusal, how long what the client still sends is dropped
 _REQUEST_LINE_SLACK = 1024  # method, version and line ends beside the URL and headers
 _REASONS = {414: b"URI Too Long", 431: b"Request Header Fields Too Large"}
+
+
+class Disconnect:
+    """What to run when the client's connection is lost.
+
+    The gateway registers ``call.cancel`` here for a unary call, instead of a task
+    per call waiting on ``receive()`` for ``http.disconnect``: creating and
+    cancelling that task costs ~7 µs of a ~220 µs request (development machine).
+    Other ASGI servers offer no such hook; the gateway then keeps the task.
+    """
+
+    __slots__ = ("hooks", "lost")
+
+    def __init__(self) -> None:
+        self.hooks: set[Callable[[], None]] = set()
+        self.lost = False
+
+    def fire(self) -> None:
+        self.lost = True
+        hooks = list(self.hooks)
+        self.hooks.clear()
+        for hook in hooks:
+            hook()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +89,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._header_count = 0
         self._refusal: GatewayError | None = None
+        self._disconnect = Disconnect()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -90,6 +116,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._disconnect.fire()
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
@@ -130,8 +157,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         # A stream that drops a client which stopped reading must abort the connection:
         # close() would wait forever to flush what the client never reads.
-        extensions = self.scope.setdefault("extensions", {})
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
         extensions[ABORT_EXTENSION] = {"abort": self.transport.abort}
+        extensions[DISCONNECT_EXTENSION] = self._disconnect
         self._in_headers = False
         self._heads_done += 1
         self._head_bytes = 0

@@ -65,3 +65,22 @@ async def test_mounted_gateway_serves_beside_the_apps_own_routes(
     missing = await embedded.get("/grpc/v1/nowhere")
     assert missing.status_code == 404
     assert missing.json()["error"] == "NOT_FOUND"
+
+
+async def test_client_leaving_cancels_the_call_under_a_plain_uvicorn(
+    embedded: httpx.AsyncClient, upstream: TestUpstream
+) -> None:
+    """Without our HTTP protocol's disconnect hook the gateway watches receive() itself."""
+    first = len(upstream.calls)
+    host, port = str(embedded.base_url).removeprefix("http://").rstrip("/").split(":")
+    _reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"GET /grpc/v1/everything/slow HTTP/1.1\r\nHost: x\r\n"
+        b"Grpc-Metadata-x-test-delay-ms: 20000\r\n\r\n"
+    )
+    await upstream.wait_for_calls(first + 1)
+    writer.transport.abort()
+    call = upstream.calls[first]
+    with anyio.fail_after(5):
+        await call.done.wait()
+    assert call.cancelled
