@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
+import random
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -90,13 +90,16 @@ class Gateway:
         self.upstream = upstream
         self.options = options
         self.streams = streams
+        # Request ids need to be unique, not secret: a generator seeded per app (so per
+        # worker) instead of os.urandom, a system call on every request.
+        self._ids = random.Random()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         request_id = _request_id(scope["headers"])
         exchange = Exchange(
             scope["method"],
-            request_id=request_id or os.urandom(8).hex(),
+            request_id=request_id or f"{self._ids.getrandbits(64):016x}",
             request_id_generated=not request_id,
         )
         send = _observed(send, exchange)
