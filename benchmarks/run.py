@@ -544,7 +544,9 @@ def _sum(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a + b
 
 
-def plot(m: Medians, sse: dict[str, Any] | None, path: Path) -> None:
+def plot(
+    m: Medians, sse: dict[str, Any] | None, floor: dict[str, dict[str, float]] | None, path: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -552,15 +554,18 @@ def plot(m: Medians, sse: dict[str, Any] | None, path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     width = 0.38
-    xs = range(len(TARGETS))
+    names = [*TARGETS, "stack floor"] if floor else list(TARGETS)
+    xs = range(len(names))
     for offset, (scenario, label) in zip(
         (-width / 2, width / 2),
         (("unary_small", "small GET"), ("unary_medium", "medium POST")),
         strict=True,
     ):
         values = [cpu_us(m, t, scenario) or 0 for t in TARGETS]
+        if floor:
+            values.append(floor["stack-floor"][scenario])
         left.bar([x + offset for x in xs], values, width, label=label)
-    left.set_xticks(list(xs), TARGETS, rotation=20)
+    left.set_xticks(list(xs), names, rotation=20)
     left.set_ylabel("µs CPU per request (c=16)")
     left.set_title("CPU per request (lower is better)")
     left.legend()
@@ -601,7 +606,12 @@ def main() -> None:
     parser.add_argument("--idle-streams", type=int, default=10000)
     parser.add_argument("--keepalive", type=float, default=15.0)
     parser.add_argument("--stream-seconds", type=float, default=5.0)
+    parser.add_argument("--sse-figures", help="part 2's printed JSON instead of measuring it again")
     parser.add_argument("--skip-floor", action="store_true")
+    parser.add_argument(
+        "--floor-figures",
+        help='part 3\'s printed JSON ({"stack_floor": ...}) instead of measuring it again',
+    )
     parser.add_argument("--unary-seconds", type=float, default=10.0)
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args()
@@ -610,12 +620,12 @@ def main() -> None:
         args.unary_seconds = 3.0
     results = args.results or run_harness(args.bench, args)
     medians = harness_medians(results)
-    sse = None
-    if not args.skip_sse:
+    sse = json.loads(args.sse_figures) if args.sse_figures else None
+    if sse is None and not args.skip_sse:
         print("== SSE rate and idle SSE streams", flush=True)
         sse = measure_sse(args.build, args)
-    floor = None
-    if not args.skip_floor:
+    floor = json.loads(args.floor_figures)["stack_floor"] if args.floor_figures else None
+    if floor is None and not args.skip_floor:
         print("== the stack floor beside transcoder", flush=True)
         floor = measure_stack_floor(args.build, args)
     print(f"\nmachine: {os.cpu_count()} cores, load {os.getloadavg()}, {platform.platform()}")
@@ -626,7 +636,7 @@ def main() -> None:
     if floor:
         print(json.dumps({"stack_floor": floor}))
     if args.plot:
-        plot(medians, sse, args.plot)
+        plot(medians, sse, floor, args.plot)
         print(f"plot: {args.plot}")
 
 

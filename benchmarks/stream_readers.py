@@ -41,6 +41,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from run import free_port, wait_port  # this directory's run.py (scripts run from here)
 
 METHOD = "/benchsvc.v1.BenchService/StreamBurst"
 READERS = ("aio-read", "aio-raw", "aio-iter", "sync-iter", "sync-thread")
@@ -119,16 +120,22 @@ async def _aio(
         return result
 
 
-def _sync_iter(address: str, seconds: float, classes: tuple[Any, Any]) -> dict[str, float]:
+def _sync_stream(channel: grpc.Channel, classes: tuple[Any, Any]) -> Any:
+    """A started synchronous stream whose first message has arrived."""
     request, response = classes
+    rpc = channel.unary_stream(
+        METHOD,
+        request_serializer=request.SerializeToString,
+        response_deserializer=response.FromString,
+    )
+    call = rpc(request(count=0, size=100))
+    next(call)
+    return call
+
+
+def _sync_iter(address: str, seconds: float, classes: tuple[Any, Any]) -> dict[str, float]:
     with grpc.insecure_channel(address) as channel:
-        rpc = channel.unary_stream(
-            METHOD,
-            request_serializer=request.SerializeToString,
-            response_deserializer=response.FromString,
-        )
-        call = rpc(request(count=0, size=100))
-        next(call)
+        call = _sync_stream(channel, classes)
         count = _Count(seconds)
         count.start()
         for _ in call:
@@ -141,16 +148,9 @@ def _sync_iter(address: str, seconds: float, classes: tuple[Any, Any]) -> dict[s
 
 async def _sync_thread(address: str, seconds: float, classes: tuple[Any, Any]) -> dict[str, float]:
     """The thread appends to a list and wakes the loop only when the list was empty."""
-    request, response = classes
     loop = asyncio.get_running_loop()
     channel = grpc.insecure_channel(address)
-    rpc = channel.unary_stream(
-        METHOD,
-        request_serializer=request.SerializeToString,
-        response_deserializer=response.FromString,
-    )
-    call = rpc(request(count=0, size=100))
-    next(call)
+    call = _sync_stream(channel, classes)
     pending: list[Any] = []
     lock = threading.Lock()
     ready = asyncio.Event()
@@ -193,27 +193,6 @@ def child(reader: str, address: str, seconds: float, descriptor_set: str) -> Non
     print(json.dumps(result), flush=True)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int) -> None:
-    import socket
-
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on port {port}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -231,11 +210,11 @@ def main() -> None:
         return
 
     bin_dir = args.build / "bin"
-    ports = {name: _free_port() for name in ("upstream", "grpc-gateway", "transcoder")}
+    ports = {name: free_port() for name in ("upstream", "grpc-gateway", "transcoder")}
     upstream = f"127.0.0.1:{ports['upstream']}"
     quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     processes = [subprocess.Popen([str(bin_dir / "benchupstream"), "-listen", upstream], **quiet)]
-    _wait_port(ports["upstream"])
+    wait_port(ports["upstream"])
     processes.append(
         subprocess.Popen(
             [
@@ -267,8 +246,8 @@ def main() -> None:
             **quiet,
         )
     )
-    _wait_port(ports["grpc-gateway"])
-    _wait_port(ports["transcoder"])
+    wait_port(ports["grpc-gateway"])
+    wait_port(ports["transcoder"])
     names = [*READERS, *HTTP_READERS]
     results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     try:

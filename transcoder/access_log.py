@@ -9,10 +9,10 @@ Where the lines go: when the gateway set up logging itself (``transcoder
 serve``; ``configure`` below), access lines bypass the ``logging`` machinery
 and go to the same stream in batches, at most ``FLUSH_SECONDS`` late and all
 of them at shutdown.  A record through ``logging`` plus one write per line cost
-~55 µs of CPU per request end to end (about a fifth of a small unary call;
-measured with wrk, c=16, on the development machine); the batched line costs
-~3 µs.  Embedded in another application (``create_app``), the lines stay
-records of the ``transcoder.access`` logger, for that application's handlers.
+~55 µs of CPU per request end to end (a fifth of a small unary call; wrk, c=16,
+development machine); the batched line costs ~20 µs end to end (2.5 µs in a
+micro-benchmark).  Embedded in another application (``create_app``), the lines
+stay records of the ``transcoder.access`` logger, for that application's handlers.
 """
 
 from __future__ import annotations

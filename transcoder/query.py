@@ -15,7 +15,7 @@ field path).
 Most queries only set top-level scalar fields (``?name=bench&count=42``): those
 take a short path (``_simple_fields``) that skips the field-path walk and its
 checks, which cannot fail for them; anything else goes the general way.  On the
-benchmark's small GET this cut binding from ~15 µs to ~4 µs.
+benchmark's small GET this cut binding from 11.7 µs to 5.4 µs.
 
 Deliberate differences from grpc-gateway's ``runtime/query.go``:
 
