@@ -331,7 +331,7 @@ def measure_stack_floor(build: Path, args: argparse.Namespace) -> dict[str, dict
     wait_port(upstream_port)
     address = f"127.0.0.1:{upstream_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRANSCODER_")}
-    ports = {"stack-floor": free_port(), "transcoder": free_port()}
+    ports = {"stack-floor": free_port(), "stack-floor-json": free_port(), "transcoder": free_port()}
     floor_env = {
         **env,
         "BENCH_UPSTREAM": address,
@@ -339,16 +339,21 @@ def measure_stack_floor(build: Path, args: argparse.Namespace) -> dict[str, dict
         "BENCH_MEDIUM": str(args.bench / "fixtures" / "medium.json"),
     }
     quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    processes = {
-        "stack-floor": subprocess.Popen(
+
+    def floor(name: str, convert: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 *(sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "benchmarks")),
-                *("stack_floor:app", "--port", str(ports["stack-floor"]), "--loop", "uvloop"),
+                *("stack_floor:app", "--port", str(ports[name]), "--loop", "uvloop"),
                 *("--http", "httptools", "--no-access-log", "--log-level", "warning"),
             ],
-            env=floor_env,
+            env={**floor_env, "BENCH_CONVERT": convert},
             **quiet,
-        ),
+        )
+
+    processes = {
+        "stack-floor": floor("stack-floor", "0"),
+        "stack-floor-json": floor("stack-floor-json", "1"),
         "transcoder": subprocess.Popen(
             [
                 *(sys.executable, "-m", "transcoder", "serve", "--upstream", address),
@@ -366,7 +371,8 @@ def measure_stack_floor(build: Path, args: argparse.Namespace) -> dict[str, dict
             wait_port(port)
         names = list(processes)
         for index in range(args.rounds):
-            for name in names[index % 2 :] + names[: index % 2]:
+            shift = index % len(names)
+            for name in names[shift:] + names[:shift]:
                 for scenario in UNARY:
                     _wrk(args.bench, ports[name], scenario, 2)  # warm-up
                     pid = processes[name].pid
@@ -500,6 +506,16 @@ def report(
                     "(floor)",
                 ),
             ]
+            if "stack-floor-json" in floor:
+                checks.append(
+                    (
+                        f"{label}: stack floor + JSON ÷ grpc-gateway (part 3 ÷ part 1)",
+                        ratio(
+                            floor["stack-floor-json"][scenario], cpu_us(m, "grpc-gateway", scenario)
+                        ),
+                        "(floor)",
+                    )
+                )
     if sse:
         gg = metric(m, "grpc-gateway", "stream_rate", "msgs_per_s")
         checks.append(

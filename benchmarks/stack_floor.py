@@ -12,8 +12,11 @@ plus grpc.aio, measured in one process the way the harness measures a gateway.
         uvicorn --app-dir benchmarks stack_floor:app --loop uvloop --http httptools
 
 ``GET`` calls ``EchoSmall`` with the harness's small message; ``POST`` calls
-``EchoMedium`` with its medium fixture.  ``benchmarks/run.py`` runs it beside
-transcoder (part 3).
+``EchoMedium`` with its medium fixture.  With ``BENCH_CONVERT=1`` it also does
+the JSON work no gateway can skip, with transcoder's own converters: a POST's
+body becomes the request message and every reply is encoded as JSON
+(``stack floor + JSON``).  ``benchmarks/run.py`` runs both beside transcoder
+(part 3).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from typing import Any
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+
+from transcoder.protojson import Codecs, JsonOptions, MessageCodec, loads
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -38,9 +43,10 @@ DEADLINE_SECONDS = 30.0
 class _Call:
     """One prepared call: its multicallable, its request and the reply's JSON bytes."""
 
-    def __init__(self, rpc: Any, request: Any) -> None:
+    def __init__(self, rpc: Any, request: Any, codecs: tuple[MessageCodec, MessageCodec]) -> None:
         self.rpc = rpc
         self.request = request
+        self.decoder, self.encoder = codecs
         self.body = b""
         self.headers: list[tuple[bytes, bytes]] = []
 
@@ -57,6 +63,7 @@ class StackFloor:
     def __init__(self) -> None:
         self.small: _Call | None = None
         self.medium: _Call | None = None
+        self.convert = os.environ.get("BENCH_CONVERT") == "1"
 
     async def startup(self) -> None:
         # Startup only, before any request: blocking reads are fine here.
@@ -73,6 +80,9 @@ class StackFloor:
             )
 
         small, medium = message("SmallMessage"), message("MediumMessage")
+        codecs = Codecs(pool, JsonOptions())
+        small_codec = codecs.codec(small.DESCRIPTOR)
+        medium_codec = codecs.codec(medium.DESCRIPTOR)
         channel = grpc.aio.insecure_channel(os.environ["BENCH_UPSTREAM"])
 
         def rpc(method: str, cls: Any) -> Any:
@@ -87,8 +97,9 @@ class StackFloor:
         self.small = _Call(
             rpc("EchoSmall", small),
             small(id="abc123", name="bench", count=42, flag=True, score=1.5),
+            (small_codec, small_codec),
         )
-        self.medium = _Call(rpc("EchoMedium", medium), medium_request)
+        self.medium = _Call(rpc("EchoMedium", medium), medium_request, (medium_codec, medium_codec))
         await self.small.prepare()
         await self.medium.prepare()
 
@@ -104,15 +115,28 @@ class StackFloor:
                     return
         prepared = self.medium if scope["method"] == "POST" else self.small
         assert prepared is not None
+        chunks = []
         more = True
         while more:
-            more = (await receive()).get("more_body", False)
-        call = prepared.rpc(prepared.request, metadata=METADATA, timeout=DEADLINE_SECONDS)
-        await call
+            event = await receive()
+            chunks.append(event.get("body", b""))
+            more = event.get("more_body", False)
+        request = prepared.request
+        if self.convert and scope["method"] == "POST":
+            request = prepared.decoder.decode(loads(b"".join(chunks), max_depth=64))
+        call = prepared.rpc(request, metadata=METADATA, timeout=DEADLINE_SECONDS)
+        reply = await call
         await call.initial_metadata()
         await call.trailing_metadata()
-        await send({"type": "http.response.start", "status": 200, "headers": prepared.headers})
-        await send({"type": "http.response.body", "body": prepared.body})
+        headers, body = prepared.headers, prepared.body
+        if self.convert:
+            body = prepared.encoder.dumps(reply)
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 app = StackFloor()
