@@ -286,6 +286,7 @@ async def _with_rss(
 
 # -- part 3: the stack floor beside transcoder -------------------------------------
 
+UNARY_LABELS = (("unary_small", "small GET"), ("unary_medium", "medium POST"))
 UNARY = {
     "unary_small": ("GET", "/v1/echo/abc123?name=bench&count=42&flag=true&score=1.5"),
     "unary_medium": ("POST", "/v1/echo"),
@@ -465,29 +466,18 @@ def report(
             ),
             "≤ 1.0",
         ),
-        (
-            "small GET CPU ÷ (HTTP floor + gRPC floor)",
-            ratio(
-                cpu_us(m, t, "unary_small"),
-                _sum(
-                    cpu_us(m, "http-floor", "unary_small"), cpu_us(m, "grpc-floor", "unary_small")
-                ),
-            ),
-            "(floor)",
-        ),
-        (
-            "medium POST CPU ÷ (HTTP floor + gRPC floor)",
-            ratio(
-                cpu_us(m, t, "unary_medium"),
-                _sum(
-                    cpu_us(m, "http-floor", "unary_medium"), cpu_us(m, "grpc-floor", "unary_medium")
-                ),
-            ),
-            "(floor)",
-        ),
     ]
+    for scenario, label in UNARY_LABELS:
+        floors = _sum(cpu_us(m, "http-floor", scenario), cpu_us(m, "grpc-floor", scenario))
+        checks.append(
+            (
+                f"{label} CPU ÷ (HTTP floor + gRPC floor)",
+                ratio(cpu_us(m, t, scenario), floors),
+                "(floor)",
+            )
+        )
     if floor:
-        for scenario, label in (("unary_small", "small GET"), ("unary_medium", "medium POST")):
+        for scenario, label in UNARY_LABELS:
             least = floor["stack-floor"][scenario]
             checks += [
                 (
@@ -572,11 +562,7 @@ def plot(
     width = 0.38
     names = [*TARGETS, "stack floor"] if floor else list(TARGETS)
     xs = range(len(names))
-    for offset, (scenario, label) in zip(
-        (-width / 2, width / 2),
-        (("unary_small", "small GET"), ("unary_medium", "medium POST")),
-        strict=True,
-    ):
+    for offset, (scenario, label) in zip((-width / 2, width / 2), UNARY_LABELS, strict=True):
         values = [cpu_us(m, t, scenario) or 0 for t in TARGETS]
         if floor:
             values.append(floor["stack-floor"][scenario])

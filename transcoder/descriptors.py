@@ -34,7 +34,12 @@ from google.protobuf import (
     timestamp_pb2,  # noqa: F401
     wrappers_pb2,  # noqa: F401
 )
-from google.protobuf.descriptor import Descriptor, MethodDescriptor, ServiceDescriptor
+from google.protobuf.descriptor import (
+    Descriptor,
+    FieldDescriptor,
+    MethodDescriptor,
+    ServiceDescriptor,
+)
 from google.protobuf.message import DecodeError, Message
 from google.rpc import error_details_pb2, status_pb2  # noqa: F401
 
@@ -162,6 +167,15 @@ def load_descriptors(
 def load_pool(paths: Iterable[str | Path]) -> descriptor_pool.DescriptorPool:
     """Descriptor set files → pool."""
     return load_descriptors(paths).pool
+
+
+def is_map(field: FieldDescriptor) -> bool:
+    """A ``map<K, V>`` field (a repeated field of a synthetic map-entry message)."""
+    return (
+        field.is_repeated
+        and field.message_type is not None
+        and field.message_type.GetOptions().map_entry
+    )
 
 
 def message_class(descriptor: Descriptor) -> type[Message]:

@@ -34,6 +34,8 @@ from typing import Any
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
+from transcoder.descriptors import is_map
+
 Schema = dict[str, Any]
 
 COMPONENTS = "#/components/schemas/"
@@ -160,14 +162,6 @@ TEXT_FORMS: dict[str, Schema] = {
 }
 
 _NULL_VALUE = "google.protobuf.NullValue"
-
-
-def is_map(field: FieldDescriptor) -> bool:
-    return (
-        field.is_repeated
-        and field.message_type is not None
-        and field.message_type.GetOptions().map_entry
-    )
 
 
 def map_schema(key: FieldDescriptor, value: Schema) -> Schema:

@@ -43,7 +43,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from transcoder import __version__
 from transcoder.config import Settings
-from transcoder.descriptors import Descriptors
+from transcoder.descriptors import Descriptors, is_map
 from transcoder.errors import CODE_BY_NUMBER
 from transcoder.http_rules import MethodKind, Route, RoutePlan
 from transcoder.json_schema import (
@@ -53,7 +53,6 @@ from transcoder.json_schema import (
     Schema,
     SchemaBuilder,
     SchemaOptions,
-    is_map,
     map_schema,
 )
 from transcoder.path_template import DoubleWildcard, Literal, Segment, Variable, Wildcard

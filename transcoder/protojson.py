@@ -66,6 +66,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import DecodeError, Message
 
+from transcoder.descriptors import is_map
 from transcoder.errors import JsonObject
 from transcoder.field_json import (
     _CONVERT_DOUBLE,
@@ -89,7 +90,6 @@ from transcoder.protojson_codegen import (
     _encoder_source,
     _enum_type,
     _held_type,
-    _is_map,
     _map_fields,
     _message_type,
     _null_for,
@@ -210,7 +210,7 @@ class Codecs:
 
     def _converter(self, field: FieldDescriptor, *, strict: bool) -> Converter:
         ignore = self.options.ignore_unknown_fields
-        if _is_map(field):
+        if is_map(field):
             key_field, value_field = _map_fields(field)
             value = self._single_converter(value_field, strict=strict, in_map=True)
             drops = ignore and value_field.cpp_type == F.CPPTYPE_ENUM

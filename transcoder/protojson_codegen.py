@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 
+from transcoder.descriptors import is_map
 from transcoder.field_json import (
     _b64,
     _ConflictError,
@@ -37,10 +38,6 @@ def _enum_type(field: FieldDescriptor) -> EnumDescriptor:
     return field.enum_type
 
 
-def _is_map(field: FieldDescriptor) -> bool:
-    return field.message_type is not None and field.message_type.GetOptions().map_entry
-
-
 def _map_fields(field: FieldDescriptor) -> tuple[FieldDescriptor, FieldDescriptor]:
     entry = _message_type(field)
     return entry.fields_by_name["key"], entry.fields_by_name["value"]
@@ -48,7 +45,7 @@ def _map_fields(field: FieldDescriptor) -> tuple[FieldDescriptor, FieldDescripto
 
 def _held_type(field: FieldDescriptor) -> Descriptor | None:
     """The message type a field holds (a map's value type for maps), if any."""
-    if _is_map(field):
+    if is_map(field):
         field = _map_fields(field)[1]
     return field.message_type
 
@@ -103,7 +100,7 @@ def _element_encoder(field: FieldDescriptor, codec: MessageCodec) -> str | None:
 
 def _value_expression(field: FieldDescriptor, source: str, codec: MessageCodec) -> str:
     """A Python expression for the JSON form of ``field`` read from ``source``."""
-    if _is_map(field):
+    if is_map(field):
         key_field, value_field = _map_fields(field)
         value_function = _element_encoder(value_field, codec)
         key = {F.CPPTYPE_BOOL: "('true' if k else 'false')", F.CPPTYPE_STRING: "k"}.get(
@@ -159,7 +156,7 @@ def _raw_type(field: FieldDescriptor) -> type | None:
     ours to check: the constructor would take a string as a list of characters, an
     int for a bool, an infinity or a bool for a float.
     """
-    if _is_map(field):
+    if is_map(field):
         key, value = _map_fields(field)
         return dict if key.cpp_type == F.CPPTYPE_STRING and _raw_type(value) is _SAFE else None
     cpp = field.cpp_type

@@ -45,6 +45,7 @@ from urllib.parse import unquote_to_bytes
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
+from transcoder.descriptors import is_map
 from transcoder.text_values import TEXT_FORM_TYPES, invalid, parse_scalar, parse_value
 
 __all__ = [
@@ -182,14 +183,6 @@ def _simple_fields(descriptor: Descriptor) -> dict[str, FieldDescriptor]:
     }
 
 
-def _is_map(field: FieldDescriptor) -> bool:
-    return (
-        field.is_repeated
-        and field.message_type is not None
-        and field.message_type.GetOptions().map_entry
-    )
-
-
 def _check_traversable(field: FieldDescriptor, name: str) -> None:
     """Only singular message fields may have fields set inside them (reliability Q4).
 
@@ -203,7 +196,7 @@ def _check_traversable(field: FieldDescriptor, name: str) -> None:
         raise invalid(
             name, f"{field.name} is a {field.message_type.name}: set it by its JSON string form"
         )
-    if _is_map(field):
+    if is_map(field):
         raise invalid(name, f"cannot set a field inside map field {field.name}")
     if field.is_repeated:
         raise invalid(name, f"cannot set a field inside repeated field {field.name}")
@@ -253,7 +246,7 @@ def assign_text(
     """
     parent = _parent_of(message, fields, name)
     leaf = fields[-1]
-    if _is_map(leaf):
+    if is_map(leaf):
         raise invalid(name, f"map field {leaf.name} is set as {leaf.name}[key]=value")
     element = leaf.message_type if leaf.is_repeated else None
     if element is not None and element.full_name not in TEXT_FORM_TYPES:
@@ -351,7 +344,7 @@ def _bind_general(
                 raise invalid(key, f"{'.'.join(dotted[:end])} is already set by the path or body")
         leaf = fields[-1]
         if map_key is not None:
-            if not _is_map(leaf):
+            if not is_map(leaf):
                 raise invalid(key, f"{leaf.name} is not a map field")
             _assign_map_entry(
                 message,
